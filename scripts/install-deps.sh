@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the Debian 12 packages dizuo needs to build and test, only those
+# missing. As root it runs apt-get; otherwise it prints the command to run.
+set -eu
+PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "dizuo needs these Debian packages:$missing" >&2
+    echo "run: sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq || apt-get update
+# shellcheck disable=SC2086
+apt-get install -y -qq $missing

@@ -1,0 +1,57 @@
+/* Shared argument parsing for the subcommands. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "dizuo/common.h"
+
+bool dz_arg_int(const char *cmd, const char *opt, const char *text, long long lo, long long hi,
+                long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end != '\0') {
+        fprintf(stderr, "dizuo %s: %s expects an integer, got '%s'\n", cmd, opt, text);
+        return false;
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "dizuo %s: %s must be in %lld..%lld, got %lld\n", cmd, opt, lo, hi, v);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool dz_arg_float(const char *cmd, const char *opt, const char *text, double lo, double hi,
+                  double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end != '\0' || !isfinite(v)) {
+        fprintf(stderr, "dizuo %s: %s expects a number, got '%s'\n", cmd, opt, text);
+        return false;
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "dizuo %s: %s must be in %g..%g, got %g\n", cmd, opt, lo, hi, v);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+const char *dz_arg_value(const char *cmd, int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "dizuo %s: option %s needs a value (see dizuo %s --help)\n", cmd, argv[*i], cmd);
+        return NULL;
+    }
+    *i += 1;
+    return argv[*i];
+}
+
+int dz_cli_error(const char *cmd) {
+    fprintf(stderr, "dizuo %s: %s\n", cmd, dz_last_error());
+    return DZ_EXIT_ERROR;
+}

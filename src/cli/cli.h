@@ -1,0 +1,29 @@
+/* The dizuo command-line program: one function per subcommand, each in its
+ * own file (cmd_<name>.c). Exit codes: 0 ok, 1 error (message on stderr
+ * naming what is wrong), 2 usage. */
+#ifndef DZ_CLI_H
+#define DZ_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { DZ_EXIT_OK = 0, DZ_EXIT_ERROR = 1, DZ_EXIT_USAGE = 2 };
+
+int dz_cmd_info(int argc, char **argv);
+int dz_cmd_tokenize(int argc, char **argv);
+int dz_cmd_run(int argc, char **argv);
+int dz_cmd_logits(int argc, char **argv);
+int dz_cmd_conformance(int argc, char **argv);
+
+/* Argument helpers: print "dizuo <cmd>: <what> ..." on stderr and return false
+ * on a malformed or out-of-range value. */
+bool dz_arg_int(const char *cmd, const char *opt, const char *text, long long lo, long long hi,
+                long long *out);
+bool dz_arg_float(const char *cmd, const char *opt, const char *text, double lo, double hi,
+                  double *out);
+/* The value after option argv[*i]; advances *i. NULL (and a message) if missing. */
+const char *dz_arg_value(const char *cmd, int argc, char **argv, int *i);
+/* Prints the library's last error as "dizuo <cmd>: <message>" and returns 1. */
+int dz_cli_error(const char *cmd);
+
+#endif

@@ -1,0 +1,47 @@
+/* dizuo: one program for the whole life of a model. Dispatches subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"info", dz_cmd_info, "architecture, hyper-parameters, tokenizer and tensors of a GGUF model"},
+    {"tokenize", dz_cmd_tokenize, "print the token ids of a text"},
+    {"run", dz_cmd_run, "generate text from a prompt"},
+    {"logits", dz_cmd_logits, "teacher-forced logits of a token sequence"},
+    {"conformance", dz_cmd_conformance, "check a device's kernels against the CPU reference"},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: dizuo <command> [options]   (dizuo <command> --help for details)\n\n"
+                 "commands:\n");
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return DZ_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return DZ_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("dizuo 0.1.0\n");
+        return DZ_EXIT_OK;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "dizuo: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return DZ_EXIT_USAGE;
+}
