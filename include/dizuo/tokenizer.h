@@ -63,7 +63,7 @@ dz_status dz_token_to_piece(const dz_tokenizer *t, int32_t id, bool render_speci
 typedef struct dz_detok dz_detok;
 dz_status dz_detok_create(const dz_tokenizer *t, bool render_special, dz_detok **out);
 void dz_detok_free(dz_detok *d); /* NULL is a no-op */
-/* Adds a token; *text/*n give the bytes now complete (valid until the next call). */
+/* Adds a token; *text and *n give the bytes now complete (valid until the next call). */
 dz_status dz_detok_push(dz_detok *d, int32_t id, const char **text, size_t *n);
 /* Whatever is held back (an incomplete sequence at the end), as is. */
 dz_status dz_detok_flush(dz_detok *d, const char **text, size_t *n);

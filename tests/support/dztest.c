@@ -1,5 +1,6 @@
 #include "dztest.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,4 +86,55 @@ const char *dzt_tmpdir(void) {
         if (!mkdtemp(dir)) exit(1);
     }
     return dir;
+}
+
+/* Reads fd to EOF into a malloc'd NUL-terminated buffer. */
+static char *slurp_fd(int fd, size_t *len_out) {
+    size_t cap = 1 << 12, len = 0;
+    char *buf = malloc(cap + 1);
+    ssize_t got;
+    while (buf && (got = read(fd, buf + len, cap - len)) > 0) {
+        len += (size_t)got;
+        if (len == cap) {
+            char *bigger = realloc(buf, cap * 2 + 1);
+            if (!bigger) { free(buf); return NULL; }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    if (buf) buf[len] = '\0';
+    if (len_out) *len_out = len;
+    return buf;
+}
+
+int dzt_run_argv(char *const argv[], char **out, size_t *out_len, char **err) {
+    char errpath[] = "/tmp/dztest-stderr.XXXXXX";
+    int errfd = mkstemp(errpath);
+    int pipefd[2];
+    if (errfd < 0 || pipe(pipefd) != 0) return -1;
+    unlink(errpath);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0) dup2(devnull, 0);
+        dup2(pipefd[1], 1);
+        dup2(errfd, 2);
+        close(pipefd[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    char *buf = slurp_fd(pipefd[0], out_len);
+    close(pipefd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (out) *out = buf; else free(buf);
+    if (err) {
+        lseek(errfd, 0, SEEK_SET);
+        *err = slurp_fd(errfd, NULL);
+    }
+    close(errfd);
+    if (!WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
 }

@@ -75,6 +75,11 @@ const char *dzt_bin(void);
  * returns the exit status (-1 if it could not run or was killed). */
 int dzt_run(const char *cmd, char **out, size_t *out_len);
 
+/* Runs argv[0] with argv (no shell), stdin from /dev/null; captures stdout
+ * (malloc'd, NUL-terminated) and, when err is non-NULL, stderr. Returns the
+ * exit status, or -1 if it could not run or was killed by a signal. */
+int dzt_run_argv(char *const argv[], char **out, size_t *out_len, char **err);
+
 /* A fresh temporary directory for the test (removed by the OS's tmp cleanup). */
 const char *dzt_tmpdir(void);
 

@@ -1,0 +1,73 @@
+/* dizuo — model: architectures read from GGUF metadata, weights bound to the
+ * file mapping, and the forward pass built as a compute graph.
+ *
+ * Architectures: "llama" (Llama 1/2/3, Mistral, TinyLlama, SmolLM, Yi, ...)
+ * and "qwen2" (llama plus Q/K/V biases, NeoX rope). */
+#ifndef DIZUO_MODEL_H
+#define DIZUO_MODEL_H
+
+#include "dizuo/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dz_model_hparams {
+    char arch[32];          /* general.architecture */
+    int32_t n_vocab;
+    int32_t n_embd;         /* model width */
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;      /* GQA: n_head % n_head_kv == 0 */
+    int32_t head_dim;
+    int32_t n_ff;           /* feed-forward width */
+    int32_t n_ctx_train;    /* context the model was trained with */
+    int32_t n_rot;          /* rotated dimensions per head */
+    int32_t rope_mode;      /* DZ_ROPE_NORMAL or DZ_ROPE_NEOX */
+    float rope_freq_base;
+    float rope_freq_scale;  /* 1 / linear scaling factor */
+    float norm_eps;         /* RMSNorm epsilon */
+    bool tied_output;       /* no output.weight: the token embedding is reused */
+    bool qkv_bias;
+} dz_model_hparams;
+
+typedef struct dz_model_options {
+    const char *device;  /* "cpu" (default when NULL) */
+    int32_t n_threads;   /* 0: the device's default */
+} dz_model_options;
+
+typedef struct dz_model dz_model;
+
+/* Loads a GGUF model: maps the file, reads and checks the hyper-parameters,
+ * binds every tensor (checking shapes against the hyper-parameters and types
+ * against what the device can compute) and builds the tokenizer. Errors name
+ * the file and the defect (DZ_ERR_IO, DZ_ERR_FORMAT, DZ_ERR_UNSUPPORTED).
+ * The caller owns *out (dz_model_free). */
+dz_status dz_model_load(const char *path, const dz_model_options *opt, dz_model **out);
+void dz_model_free(dz_model *m); /* NULL is a no-op */
+
+const dz_model_hparams *dz_model_hparams_get(const dz_model *m);
+const dz_tokenizer *dz_model_tokenizer(const dz_model *m);
+const dz_gguf *dz_model_gguf(const dz_model *m);
+size_t dz_model_weight_bytes(const dz_model *m);
+
+/* A single sequence's key/value cache: n_ctx positions for every layer, F32,
+ * on the model's device. The caller owns *out. */
+typedef struct dz_kv_cache dz_kv_cache;
+dz_status dz_kv_cache_create(dz_model *m, int32_t n_ctx, dz_kv_cache **out);
+void dz_kv_cache_free(dz_kv_cache *kv); /* NULL is a no-op */
+int32_t dz_kv_cache_n_ctx(const dz_kv_cache *kv);
+size_t dz_kv_cache_bytes(const dz_kv_cache *kv);
+
+/* Runs tokens[0..n) at positions n_past..n_past+n-1, storing their keys and
+ * values in kv (positions >= n_past are overwritten). logits receives
+ * n * n_vocab floats when all_logits, else n_vocab floats for the last token.
+ * DZ_ERR_ARG if a token id is outside the vocabulary or the cache is too
+ * small. Not thread-safe for one model. */
+dz_status dz_model_forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, int32_t n,
+                           int32_t n_past, float *logits, bool all_logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DIZUO_MODEL_H */

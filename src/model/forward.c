@@ -1,0 +1,178 @@
+/* The forward pass of the llama family as a compute graph, and the KV cache.
+ *
+ * Per layer (x: (n_embd, T)):
+ *   h = rms_norm(x) * attn_norm
+ *   q, k, v = Wq h (+bq), Wk h (+bk), Wv h (+bv)     -> (hd, heads, T), rope on q and k
+ *   cache[n_past .. n_past+T) <- k, v
+ *   x += Wo attention(q, cache_k[0 .. n_past+T), cache_v[...], causal)
+ *   h = rms_norm(x) * ffn_norm
+ *   x += W_down (silu(W_gate h) * (W_up h))
+ * logits = W_out (rms_norm(x) * output_norm) */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_impl.h"
+
+dz_status dz_kv_cache_create(dz_model *m, int32_t n_ctx, dz_kv_cache **out) {
+    const dz_model_hparams *hp = &m->hp;
+    if (n_ctx < 1) return dz_fail(DZ_ERR_ARG, "context size %d must be at least 1", n_ctx);
+    dz_kv_cache *kv = calloc(1, sizeof *kv);
+    if (!kv) return dz_fail(DZ_ERR_NOMEM, "out of memory for the KV cache");
+    kv->model = m;
+    kv->n_ctx = n_ctx;
+    kv->k = calloc((size_t)hp->n_layer, sizeof *kv->k);
+    kv->v = calloc((size_t)hp->n_layer, sizeof *kv->v);
+    kv->ctx = dz_ctx_create(2 * hp->n_layer + 4);
+    dz_status st = DZ_OK;
+    if (!kv->k || !kv->v || !kv->ctx) st = dz_fail(DZ_ERR_NOMEM, "out of memory for the KV cache");
+    size_t per_tensor = 0, total = 0;
+    if (!st) {
+        /* (head_dim, n_head_kv, n_ctx) F32 per layer for K and for V. */
+        size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv * sizeof(float);
+        if (dz_mul_overflows(row, (size_t)n_ctx, &per_tensor) ||
+            dz_mul_overflows(per_tensor, 2 * (size_t)hp->n_layer, &total))
+            st = dz_fail(DZ_ERR_ARG, "a KV cache of %d positions does not fit in memory", n_ctx);
+    }
+    if (!st) st = dz_buffer_alloc(m->device, total, &kv->buf);
+    if (!st) st = dz_buffer_fill(kv->buf, 0, 0, total);
+    for (int32_t i = 0; !st && i < hp->n_layer; i++) {
+        kv->k[i] = dz_new_tensor_3d(kv->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, n_ctx);
+        kv->v[i] = dz_new_tensor_3d(kv->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, n_ctx);
+        if (!kv->k[i] || !kv->v[i]) {
+            st = dz_fail(DZ_ERR_NOMEM, "KV cache tensors: %s", dz_ctx_error(kv->ctx));
+            break;
+        }
+        dz_set_name(kv->k[i], "cache_k.%d", i);
+        dz_set_name(kv->v[i], "cache_v.%d", i);
+        st = dz_tensor_bind(kv->k[i], kv->buf, (size_t)(2 * i) * per_tensor);
+        if (!st) st = dz_tensor_bind(kv->v[i], kv->buf, (size_t)(2 * i + 1) * per_tensor);
+    }
+    if (st) {
+        dz_kv_cache_free(kv);
+        return st;
+    }
+    *out = kv;
+    return DZ_OK;
+}
+
+void dz_kv_cache_free(dz_kv_cache *kv) {
+    if (!kv) return;
+    dz_buffer_free(kv->buf);
+    dz_ctx_destroy(kv->ctx);
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}
+
+int32_t dz_kv_cache_n_ctx(const dz_kv_cache *kv) { return kv->n_ctx; }
+size_t dz_kv_cache_bytes(const dz_kv_cache *kv) { return kv->buf ? kv->buf->size : 0; }
+
+/* The rows [n_past, n_past + T) of a cache tensor, shaped like the new k or v. */
+static dz_tensor *cache_rows(dz_ctx *ctx, dz_tensor *cache, int32_t first, int32_t count) {
+    return dz_view_3d(ctx, cache, cache->ne[0], cache->ne[1], count, cache->nb[1], cache->nb[2],
+                      (size_t)first * cache->nb[2]);
+}
+
+static dz_tensor *add_bias(dz_ctx *ctx, dz_tensor *x, dz_tensor *bias) {
+    return bias ? dz_add(ctx, x, bias) : x;
+}
+
+/* Builds the graph of one forward pass; *logits_out is (n_vocab, T or 1). */
+static dz_graph *build_graph(dz_model *m, dz_kv_cache *kv, int32_t T, int32_t n_past,
+                             bool all_logits, dz_tensor **ids_out, dz_tensor **pos_out,
+                             dz_tensor **logits_out) {
+    const dz_model_hparams *hp = &m->hp;
+    dz_ctx *ctx = m->gctx;
+    const int32_t hd = hp->head_dim, n_kv = n_past + T;
+    const float kq_scale = 1.0f / sqrtf((float)hd);
+
+    dz_tensor *ids = dz_new_tensor_1d(ctx, DZ_TYPE_I32, T);
+    dz_tensor *pos = dz_new_tensor_1d(ctx, DZ_TYPE_I32, T);
+    dz_set_input(ids);
+    dz_set_input(pos);
+    dz_tensor *x = dz_get_rows(ctx, m->tok_embd, ids); /* (n_embd, T) */
+    dz_graph *g = NULL;
+
+    for (int32_t il = 0; il < hp->n_layer; il++) {
+        const dz_layer *l = &m->layers[il];
+        dz_tensor *h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->attn_norm);
+        dz_tensor *q = add_bias(ctx, dz_mul_mat(ctx, l->wq, h), l->bq);
+        dz_tensor *k = add_bias(ctx, dz_mul_mat(ctx, l->wk, h), l->bk);
+        dz_tensor *v = add_bias(ctx, dz_mul_mat(ctx, l->wv, h), l->bv);
+        q = dz_rope(ctx, dz_reshape_3d(ctx, q, hd, hp->n_head, T), pos, hp->n_rot, hp->rope_mode,
+                    hp->rope_freq_base, hp->rope_freq_scale);
+        k = dz_rope(ctx, dz_reshape_3d(ctx, k, hd, hp->n_head_kv, T), pos, hp->n_rot,
+                    hp->rope_mode, hp->rope_freq_base, hp->rope_freq_scale);
+        v = dz_reshape_3d(ctx, v, hd, hp->n_head_kv, T);
+        /* The cache writes go into the graph before the attention that reads them. */
+        dz_tensor *k_store = dz_cpy(ctx, k, cache_rows(ctx, kv->k[il], n_past, T));
+        dz_tensor *v_store = dz_cpy(ctx, v, cache_rows(ctx, kv->v[il], n_past, T));
+        if (!g) {
+            g = dz_graph_build(ctx, k_store);
+            if (!g) return NULL;
+        } else if (dz_graph_expand(ctx, g, k_store)) {
+            return NULL;
+        }
+        if (dz_graph_expand(ctx, g, v_store)) return NULL;
+        dz_tensor *a = dz_attention(ctx, q, cache_rows(ctx, kv->k[il], 0, n_kv),
+                                    cache_rows(ctx, kv->v[il], 0, n_kv), NULL, kq_scale, true,
+                                    n_past); /* (hd, n_head, T) */
+        a = dz_reshape_2d(ctx, a, (int64_t)hd * hp->n_head, T);
+        x = dz_add(ctx, x, dz_mul_mat(ctx, l->wo, a));
+
+        h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->ffn_norm);
+        dz_tensor *f = dz_swiglu(ctx, dz_mul_mat(ctx, l->ffn_gate, h), dz_mul_mat(ctx, l->ffn_up, h));
+        x = dz_add(ctx, x, dz_mul_mat(ctx, l->ffn_down, f));
+    }
+    x = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), m->output_norm);
+    if (!all_logits && T > 1 && x) /* only the last position's logits are needed */
+        x = dz_view_2d(ctx, x, x->ne[0], 1, x->nb[1], (size_t)(T - 1) * x->nb[1]);
+    dz_tensor *logits = dz_mul_mat(ctx, m->output, x);
+    dz_set_output(logits);
+    if (dz_graph_expand(ctx, g, logits)) return NULL;
+    *ids_out = ids;
+    *pos_out = pos;
+    *logits_out = logits;
+    return g;
+}
+
+dz_status dz_model_forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, int32_t n,
+                           int32_t n_past, float *logits, bool all_logits) {
+    const dz_model_hparams *hp = &m->hp;
+    if (n < 1) return dz_fail(DZ_ERR_ARG, "no tokens to evaluate");
+    if (kv->model != m) return dz_fail(DZ_ERR_ARG, "the KV cache belongs to another model");
+    if (n_past < 0 || n > kv->n_ctx - n_past)
+        return dz_fail(DZ_ERR_ARG, "%d tokens after position %d exceed the context of %d", n,
+                       n_past, kv->n_ctx);
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return dz_fail(DZ_ERR_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
+                           tokens[i], i, hp->n_vocab - 1);
+
+    /* Header budget: ~40 tensors per layer plus the ends. */
+    if (m->gctx) dz_ctx_reset(m->gctx);
+    else m->gctx = dz_ctx_create(64 * hp->n_layer + 64);
+    if (!m->gctx) return dz_fail(DZ_ERR_NOMEM, "out of memory for the forward graph");
+    dz_tensor *ids, *pos, *out;
+    dz_graph *g = build_graph(m, kv, n, n_past, all_logits, &ids, &pos, &out);
+    if (!g) {
+        dz_status st = dz_ctx_status(m->gctx);
+        return dz_fail(st ? st : DZ_ERR_INTERNAL, "building the forward graph: %s",
+                       dz_ctx_error(m->gctx));
+    }
+    dz_status st = dz_sched_alloc(m->sched, g);
+    if (st) return st;
+    int32_t *positions = malloc((size_t)n * sizeof *positions);
+    if (!positions) return dz_fail(DZ_ERR_NOMEM, "out of memory for positions");
+    for (int32_t i = 0; i < n; i++) positions[i] = n_past + i;
+    st = dz_tensor_write(ids, tokens, 0, (size_t)n * sizeof *tokens);
+    if (!st) st = dz_tensor_write(pos, positions, 0, (size_t)n * sizeof *positions);
+    free(positions);
+    if (!st) st = dz_sched_compute(m->sched, g);
+    if (!st) {
+        size_t rows = all_logits ? (size_t)n : 1;
+        st = dz_tensor_read(out, logits, 0, rows * (size_t)hp->n_vocab * sizeof(float));
+    }
+    return st;
+}

@@ -1,0 +1,180 @@
+/* Loading a model: map the file, check the hyper-parameters, bind every
+ * weight tensor to the mapping (checking its shape and type), build the
+ * tokenizer. Nothing is copied on a host device. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_impl.h"
+
+typedef enum weight_kind { WEIGHT_MATRIX, WEIGHT_VECTOR } weight_kind;
+
+/* Binds tensor `name` (printf-style) with the expected shape. Absent and
+ * optional: *out = NULL. Every check names the tensor. */
+static dz_status bind_tensor(dz_model *m, dz_tensor **out, bool optional, weight_kind kind,
+                             int64_t ne0, int64_t ne1, const char *fmt, ...) DZ_PRINTF(7, 8);
+
+static dz_status bind_tensor(dz_model *m, dz_tensor **out, bool optional, weight_kind kind,
+                             int64_t ne0, int64_t ne1, const char *fmt, ...) {
+    char name[DZ_MAX_NAME];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    *out = NULL;
+    const dz_gguf_tensor *info = dz_gguf_find_tensor(m->gguf, name);
+    if (!info) {
+        if (optional) return DZ_OK;
+        return dz_fail(DZ_ERR_FORMAT, "missing tensor '%s'", name);
+    }
+    int n_dims = kind == WEIGHT_MATRIX ? 2 : 1;
+    bool shape_ok = info->ne[0] == ne0 && info->ne[1] == (kind == WEIGHT_MATRIX ? ne1 : 1) &&
+                    info->ne[2] == 1 && info->ne[3] == 1;
+    if (!shape_ok) {
+        if (kind == WEIGHT_MATRIX)
+            return dz_fail(DZ_ERR_FORMAT,
+                           "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld] "
+                           "from the hyper-parameters",
+                           name, (long long)info->ne[0], (long long)info->ne[1],
+                           (long long)info->ne[2], (long long)info->ne[3], (long long)ne0,
+                           (long long)ne1);
+        return dz_fail(DZ_ERR_FORMAT,
+                       "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld] from the "
+                       "hyper-parameters",
+                       name, (long long)info->ne[0], (long long)info->ne[1], (long long)info->ne[2],
+                       (long long)info->ne[3], (long long)ne0);
+    }
+    if (kind == WEIGHT_VECTOR && info->type != DZ_TYPE_F32)
+        return dz_fail(DZ_ERR_UNSUPPORTED, "tensor '%s' has type %s; norms and biases must be F32",
+                       name, dz_type_name(info->type));
+    if (kind == WEIGHT_MATRIX && !dz_type_can_dequantize(info->type))
+        return dz_fail(DZ_ERR_UNSUPPORTED, "tensor '%s' has type %s, which dizuo cannot compute yet",
+                       name, dz_type_name(info->type));
+    int64_t ne[2] = {ne0, ne1};
+    dz_tensor *t = dz_new_tensor(m->wctx, info->type, n_dims, ne);
+    if (!t) return dz_fail(DZ_ERR_NOMEM, "tensor '%s': %s", name, dz_ctx_error(m->wctx));
+    dz_set_name(t, "%s", name);
+    t->flags |= DZ_TENSOR_WEIGHT;
+    size_t offset = (size_t)((const char *)info->data - (const char *)dz_gguf_base(m->gguf));
+    dz_status st = dz_tensor_bind(t, m->weights, offset);
+    if (st) return dz_error_prefix(st, "tensor '%s': ", name);
+    m->weight_bytes += info->size;
+    *out = t;
+    return DZ_OK;
+}
+
+static dz_status bind_weights(dz_model *m) {
+    const dz_model_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff;
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    dz_status st;
+    if ((st = bind_tensor(m, &m->tok_embd, false, WEIGHT_MATRIX, E, V, "token_embd.weight")))
+        return st;
+    if ((st = bind_tensor(m, &m->output_norm, false, WEIGHT_VECTOR, E, 1, "output_norm.weight")))
+        return st;
+    if ((st = bind_tensor(m, &m->output, true, WEIGHT_MATRIX, E, V, "output.weight"))) return st;
+    m->hp.tied_output = m->output == NULL;
+    if (!m->output) m->output = m->tok_embd;
+    if (dz_gguf_find_tensor(m->gguf, "rope_freqs.weight"))
+        return dz_fail(DZ_ERR_UNSUPPORTED, "rope frequency factors (rope_freqs.weight, Llama 3.1 "
+                                           "style rope scaling) are not supported yet");
+    if (dz_gguf_find_tensor(m->gguf, "blk.0.ffn_gate_inp.weight"))
+        return dz_fail(DZ_ERR_UNSUPPORTED, "mixture-of-experts layers are not supported yet");
+    for (int32_t i = 0; i < hp->n_layer; i++) {
+        dz_layer *l = &m->layers[i];
+        bool need_bias = hp->qkv_bias;
+        if ((st = bind_tensor(m, &l->attn_norm, false, WEIGHT_VECTOR, E, 1, "blk.%d.attn_norm.weight", i)) ||
+            (st = bind_tensor(m, &l->wq, false, WEIGHT_MATRIX, E, Q, "blk.%d.attn_q.weight", i)) ||
+            (st = bind_tensor(m, &l->wk, false, WEIGHT_MATRIX, E, KV, "blk.%d.attn_k.weight", i)) ||
+            (st = bind_tensor(m, &l->wv, false, WEIGHT_MATRIX, E, KV, "blk.%d.attn_v.weight", i)) ||
+            (st = bind_tensor(m, &l->bq, !need_bias, WEIGHT_VECTOR, Q, 1, "blk.%d.attn_q.bias", i)) ||
+            (st = bind_tensor(m, &l->bk, !need_bias, WEIGHT_VECTOR, KV, 1, "blk.%d.attn_k.bias", i)) ||
+            (st = bind_tensor(m, &l->bv, !need_bias, WEIGHT_VECTOR, KV, 1, "blk.%d.attn_v.bias", i)) ||
+            (st = bind_tensor(m, &l->wo, false, WEIGHT_MATRIX, Q, E, "blk.%d.attn_output.weight", i)) ||
+            (st = bind_tensor(m, &l->ffn_norm, false, WEIGHT_VECTOR, E, 1, "blk.%d.ffn_norm.weight", i)) ||
+            (st = bind_tensor(m, &l->ffn_gate, false, WEIGHT_MATRIX, E, F, "blk.%d.ffn_gate.weight", i)) ||
+            (st = bind_tensor(m, &l->ffn_up, false, WEIGHT_MATRIX, E, F, "blk.%d.ffn_up.weight", i)) ||
+            (st = bind_tensor(m, &l->ffn_down, false, WEIGHT_MATRIX, F, E, "blk.%d.ffn_down.weight", i)))
+            return st;
+    }
+    return DZ_OK;
+}
+
+/* The vocabulary size: the token embedding's rows, which the tokenizer must match. */
+static dz_status read_vocab_size(dz_model *m) {
+    const dz_gguf_tensor *emb = dz_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!emb) return dz_fail(DZ_ERR_FORMAT, "missing tensor 'token_embd.weight'");
+    if (emb->n_dims != 2 || emb->ne[1] < 1 || emb->ne[1] > (1 << 24))
+        return dz_fail(DZ_ERR_FORMAT, "tensor 'token_embd.weight' has an implausible shape");
+    m->hp.n_vocab = (int32_t)emb->ne[1];
+    int32_t n_tok = dz_tokenizer_n_vocab(m->tok);
+    if (n_tok != m->hp.n_vocab)
+        return dz_fail(DZ_ERR_FORMAT, "the tokenizer has %d tokens but token_embd.weight has %d rows",
+                       n_tok, m->hp.n_vocab);
+    return DZ_OK;
+}
+
+static dz_status open_devices(dz_model *m, const dz_model_options *opt) {
+    const char *name = opt && opt->device ? opt->device : "cpu";
+    dz_status st = dz_device_open(name, &m->device);
+    if (st) return st;
+    const dz_device_props *props = dz_device_props_get(m->device);
+    if (!(props->caps & DZ_CAP_HOST_MEMORY))
+        return dz_fail(DZ_ERR_UNSUPPORTED, "device '%s': weights on non-host devices arrive with "
+                                           "the hardware backends; use --device cpu", name);
+    if (opt && opt->n_threads > 0 && (st = dz_device_set_threads(m->device, opt->n_threads)))
+        return st;
+    dz_device *devs[1] = {m->device};
+    return dz_sched_create(devs, 1, &m->sched);
+}
+
+static dz_status load(dz_model *m, const char *path, const dz_model_options *opt) {
+    dz_status st;
+    if ((st = dz_gguf_open(path, &m->gguf))) return st;
+    if ((st = dz_hparams_read(m->gguf, &m->hp))) return st;
+    if ((st = dz_tokenizer_load(m->gguf, &m->tok))) return st;
+    if ((st = read_vocab_size(m))) return st;
+    if ((st = open_devices(m, opt))) return st;
+    void *base = (void *)dz_gguf_base(m->gguf); /* read-only mapping: weights are never written */
+    if ((st = dz_buffer_from_host(m->device, base, dz_gguf_file_size(m->gguf), &m->weights)))
+        return st;
+    /* Enough headers for every tensor the file has (and then some). */
+    int64_t n = dz_gguf_n_tensors(m->gguf) + 16;
+    if (n > (1 << 20)) n = 1 << 20;
+    m->wctx = dz_ctx_create((int32_t)n);
+    m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
+    if (!m->wctx || !m->layers) return dz_fail(DZ_ERR_NOMEM, "out of memory for the model's tensors");
+    return bind_weights(m);
+}
+
+dz_status dz_model_load(const char *path, const dz_model_options *opt, dz_model **out) {
+    dz_model *m = calloc(1, sizeof *m);
+    if (!m) return dz_fail(DZ_ERR_NOMEM, "out of memory loading %s", path);
+    dz_status st = load(m, path, opt);
+    if (st) {
+        dz_error_prefix(st, "%s: ", path);
+        dz_model_free(m);
+        return st;
+    }
+    *out = m;
+    return DZ_OK;
+}
+
+void dz_model_free(dz_model *m) {
+    if (!m) return;
+    dz_ctx_destroy(m->gctx);
+    dz_ctx_destroy(m->wctx);
+    free(m->layers);
+    dz_buffer_free(m->weights);
+    dz_sched_destroy(m->sched);
+    dz_device_close(m->device);
+    dz_tokenizer_free(m->tok);
+    dz_gguf_close(m->gguf);
+    free(m);
+}
+
+const dz_model_hparams *dz_model_hparams_get(const dz_model *m) { return &m->hp; }
+const dz_tokenizer *dz_model_tokenizer(const dz_model *m) { return m->tok; }
+const dz_gguf *dz_model_gguf(const dz_model *m) { return m->gguf; }
+size_t dz_model_weight_bytes(const dz_model *m) { return m->weight_bytes; }
