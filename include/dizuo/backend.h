@@ -241,6 +241,10 @@ void dz_buffer_free(dz_buffer *buf); /* NULL is a no-op */
 dz_status dz_buffer_write(dz_buffer *buf, size_t offset, const void *src, size_t n);
 dz_status dz_buffer_read(dz_buffer *buf, size_t offset, void *dst, size_t n);
 dz_status dz_buffer_fill(dz_buffer *buf, size_t offset, uint8_t value, size_t n);
+/* Copies n bytes between buffers: within one device through its buffer_copy,
+ * between devices through host memory (directly when either side is host
+ * memory, else in staged chunks). Ranges are checked against both buffers. */
+dz_status dz_buffer_copy(dz_buffer *dst, size_t dst_offset, dz_buffer *src, size_t src_offset, size_t n);
 
 /* The built-in CPU reference backend's table. */
 const dz_backend_iface *dz_cpu_backend_iface(void);

@@ -1,0 +1,85 @@
+/* ATTENTION: for head h and position t,
+ *   out[h][t] = softmax(scale * q[h][t] . k[kvh][j] + mask[t][j]) . v[kvh][j]
+ * over j < S, kvh = h / (n_head / n_kv_head), columns j > n_past + t hidden
+ * when causal. It computes what llama.cpp's non-fused path computes
+ * (mul_mat(k, q) -> soft_max_ext -> mul_mat(v, kq)): with F16 K, q is
+ * rounded to fp16 before the dot; with F16 V, the probabilities are; dots
+ * sum float products in double; the softmax is dz_cpu_softmax_row's. */
+#include <math.h>
+#include <string.h>
+
+#include "backends/cpu/cpu_impl.h"
+
+/* Per thread: acc (hd doubles), scores (S floats), q16 (hd halves). */
+size_t dz_cpu_attention_thread_bytes(const dz_tensor *node) {
+    const size_t hd = (size_t)node->src[0]->ne[0], s = (size_t)node->src[1]->ne[2];
+    return hd * sizeof(double) + s * sizeof(float) + hd * sizeof(uint16_t);
+}
+
+static float load_f32(const char *p) {
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint16_t load_u16(const char *p) {
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+void dz_cpu_attention(const dz_cpu_job *job, int ith, int nth) {
+    const dz_tensor *out = job->node, *q = out->src[0], *k = out->src[1], *v = out->src[2], *mask = out->src[3];
+    const int64_t hd = q->ne[0], n_head = q->ne[1], n_kv = k->ne[2];
+    const int64_t group = n_head / k->ne[1];
+    const float scale = out->params.f[0];
+    const bool causal = out->params.i[1] != 0;
+    const int64_t n_past = out->params.i[2];
+    const bool k_f16 = k->type == DZ_TYPE_F16, v_f16 = v->type == DZ_TYPE_F16;
+
+    char *mine = job->per_thread + (size_t)ith * job->thread_bytes;
+    double *acc = (double *)mine;
+    float *w = (float *)(acc + hd);
+    uint16_t *q16 = (uint16_t *)(w + n_kv);
+
+    int64_t lo, hi;
+    dz_cpu_split(n_head * q->ne[2], ith, nth, &lo, &hi);
+    for (int64_t row = lo; row < hi; row++) {
+        const int64_t h = row % n_head, t = row / n_head, kvh = h / group;
+        const char *qrow = dz_cpu_at(q, 0, h, t, 0);
+        if (k_f16)
+            for (int64_t d = 0; d < hd; d++) q16[d] = dz_fp32_to_fp16(load_f32(qrow + (size_t)d * q->nb[0]));
+
+        /* Scores q . k_j, then scaled, masked and normalized. */
+        for (int64_t j = 0; j < n_kv; j++) {
+            const char *krow = dz_cpu_at(k, 0, kvh, j, 0);
+            double sum = 0.0;
+            if (k_f16) {
+                for (int64_t d = 0; d < hd; d++)
+                    sum += (double)(dz_fp16_to_fp32(load_u16(krow + (size_t)d * k->nb[0])) * dz_fp16_to_fp32(q16[d]));
+            } else {
+                for (int64_t d = 0; d < hd; d++)
+                    sum += (double)(load_f32(krow + (size_t)d * k->nb[0]) * load_f32(qrow + (size_t)d * q->nb[0]));
+            }
+            w[j] = (float)sum * scale;
+            if (mask) w[j] += load_f32(dz_cpu_at(mask, j, t, 0, 0));
+            if (causal && j > n_past + t) w[j] = -INFINITY;
+        }
+        dz_cpu_softmax_row(w, n_kv);
+
+        /* out = sum_j p_j v_j, each output element summed over j in order. */
+        for (int64_t d = 0; d < hd; d++) acc[d] = 0.0;
+        for (int64_t j = 0; j < n_kv; j++) {
+            float p = w[j];
+            if (v_f16) p = dz_fp16_to_fp32(dz_fp32_to_fp16(p));
+            const char *vrow = dz_cpu_at(v, 0, kvh, j, 0);
+            for (int64_t d = 0; d < hd; d++) {
+                float vd = v_f16 ? dz_fp16_to_fp32(load_u16(vrow + (size_t)d * v->nb[0]))
+                                 : load_f32(vrow + (size_t)d * v->nb[0]);
+                acc[d] += (double)(vd * p);
+            }
+        }
+        float *dst = (float *)dz_cpu_at(out, 0, h, t, 0);
+        for (int64_t d = 0; d < hd; d++) dst[d] = (float)acc[d];
+    }
+}

@@ -1,0 +1,82 @@
+/* Internals of the CPU reference backend shared by its files: the thread
+ * pool, the per-node job, and the kernels (one function per op). */
+#ifndef DZ_CPU_IMPL_H
+#define DZ_CPU_IMPL_H
+
+#include "backends/cpu/cpu.h"
+#include "dizuo/tensor.h"
+
+/* ---- thread pool: n_threads - 1 workers plus the calling thread ---- */
+
+typedef struct dz_cpu_pool dz_cpu_pool;
+/* Called once on every thread with ith in 0..nth-1; ith 0 is the caller. */
+typedef void (*dz_cpu_task_fn)(void *arg, int ith, int nth);
+
+dz_status dz_cpu_pool_create(int n_threads, dz_cpu_pool **out);
+void dz_cpu_pool_destroy(dz_cpu_pool *pool); /* NULL is a no-op */
+int dz_cpu_pool_size(const dz_cpu_pool *pool);
+/* Runs fn on every thread of the pool and returns when all have finished.
+ * Workers sleep on a condition variable between runs (no busy waiting).
+ * pool NULL runs fn(arg, 0, 1) on the caller. */
+void dz_cpu_pool_run(dz_cpu_pool *pool, dz_cpu_task_fn fn, void *arg);
+
+/* ---- jobs ---- */
+
+/* Scratch memory of one node: `shared` is prepared once before the threads
+ * start (e.g. MUL_MAT's activations converted to the weights' dot type);
+ * each thread owns thread_bytes at per_thread + ith * thread_bytes. */
+typedef struct dz_cpu_job {
+    const dz_tensor *node;
+    void *shared;
+    char *per_thread;
+    size_t thread_bytes;
+} dz_cpu_job;
+
+/* Grow-only scratch memory reused across nodes. */
+typedef struct dz_cpu_scratch {
+    void *mem;
+    size_t size;
+} dz_cpu_scratch;
+
+/* Computes one node with the pool (NULL: on the caller only), using and
+ * growing *scratch. Same contract as dz_cpu_compute_node. */
+dz_status dz_cpu_run_node(dz_cpu_pool *pool, dz_cpu_scratch *scratch, const dz_tensor *node);
+
+/* Rows [*lo, *hi) of n that thread ith of nth handles. */
+static inline void dz_cpu_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
+    int64_t per = (n + nth - 1) / nth;
+    *lo = per * ith < n ? per * ith : n;
+    *hi = *lo + per < n ? *lo + per : n;
+}
+
+/* Address of element (i0, i1, i2, i3) of t (i0 in elements; plain types). */
+static inline char *dz_cpu_at(const dz_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+    return (char *)t->data + (size_t)i0 * t->nb[0] + (size_t)i1 * t->nb[1] + (size_t)i2 * t->nb[2] +
+           (size_t)i3 * t->nb[3];
+}
+
+/* Kernels (cpu_kernels.c, cpu_matmul.c, cpu_attention.c). Shapes are in backend.h. */
+void dz_cpu_get_rows(const dz_cpu_job *job, int ith, int nth);
+void dz_cpu_binary(const dz_cpu_job *job, int ith, int nth);   /* ADD, MUL */
+void dz_cpu_unary(const dz_cpu_job *job, int ith, int nth);    /* SCALE, SILU, SWIGLU */
+void dz_cpu_rms_norm(const dz_cpu_job *job, int ith, int nth);
+void dz_cpu_rope(const dz_cpu_job *job, int ith, int nth);
+void dz_cpu_softmax(const dz_cpu_job *job, int ith, int nth);
+void dz_cpu_cpy(const dz_cpu_job *job, int ith, int nth);
+
+/* MUL_MAT: shared = X converted to the weights' dot type (prepare), then dots. */
+size_t dz_cpu_mul_mat_shared_bytes(const dz_tensor *node);
+void dz_cpu_mul_mat_prepare(const dz_tensor *node, void *shared);
+void dz_cpu_mul_mat(const dz_cpu_job *job, int ith, int nth);
+bool dz_cpu_mul_mat_supports_type(dz_type t);
+
+/* ATTENTION: per-thread scores and accumulators. */
+size_t dz_cpu_attention_thread_bytes(const dz_tensor *node);
+void dz_cpu_attention(const dz_cpu_job *job, int ith, int nth);
+
+/* Softmax of one row in place, as ggml does: max-subtracted expf in float,
+ * sum in double, scaled by (float)(1/sum). A row that is entirely -inf
+ * becomes zeros. */
+void dz_cpu_softmax_row(float *w, int64_t n);
+
+#endif

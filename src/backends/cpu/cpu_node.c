@@ -1,0 +1,177 @@
+/* Which nodes the CPU reference computes, and computing one node: checks,
+ * scratch memory, then the kernel on every thread. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cpu/cpu_impl.h"
+
+static bool same_shape(const dz_tensor *a, const dz_tensor *b) {
+    return memcmp(a->ne, b->ne, sizeof a->ne) == 0;
+}
+
+static bool is_f32(const dz_tensor *t) { return t && t->type == DZ_TYPE_F32; }
+
+/* Plain element types address single elements: nb[0] must be at least the
+ * element size, so elements never overlap. Quantized rows must be packed. */
+static bool strides_ok(const dz_tensor *t) {
+    const dz_type_traits *tt = dz_type_info((int)t->type);
+    if (!tt || t->ne[0] % tt->block_size != 0) return false;
+    for (int i = 0; i < DZ_MAX_DIMS; i++)
+        if (t->ne[i] < 0) return false;
+    return tt->block_size == 1 ? t->nb[0] >= tt->type_size : t->nb[0] == tt->type_size;
+}
+
+static bool mask_ok(const dz_tensor *mask, int64_t n_cols, int64_t n_rows) {
+    return !mask || (is_f32(mask) && strides_ok(mask) && mask->ne[0] == n_cols && mask->ne[1] >= n_rows &&
+                     mask->ne[2] == 1 && mask->ne[3] == 1);
+}
+
+static bool supports_op(const dz_tensor *n) {
+    const dz_tensor *a = n->src[0], *b = n->src[1], *c = n->src[2], *d = n->src[3];
+    switch (n->op) {
+    case DZ_OP_GET_ROWS:
+        return a && b && dz_type_can_dequantize(a->type) && b->type == DZ_TYPE_I32 && a->ne[2] == 1 &&
+               a->ne[3] == 1 && b->ne[1] == 1 && b->ne[2] == 1 && b->ne[3] == 1 && n->ne[0] == a->ne[0] &&
+               n->ne[1] == b->ne[0] && n->ne[2] == 1 && n->ne[3] == 1;
+    case DZ_OP_ADD:
+    case DZ_OP_MUL:
+        if (!is_f32(a) || !is_f32(b) || !same_shape(n, a)) return false;
+        for (int i = 0; i < DZ_MAX_DIMS; i++)
+            if (b->ne[i] < 1 || a->ne[i] % b->ne[i] != 0) return false;
+        return true;
+    case DZ_OP_SCALE:
+    case DZ_OP_RMS_NORM:
+    case DZ_OP_SILU:
+        return is_f32(a) && same_shape(n, a);
+    case DZ_OP_SWIGLU:
+        return is_f32(a) && is_f32(b) && same_shape(n, a) && same_shape(a, b);
+    case DZ_OP_MUL_MAT:
+        return a && is_f32(b) && dz_cpu_mul_mat_supports_type(a->type) && a->ne[0] == b->ne[0] &&
+               a->ne[2] >= 1 && a->ne[3] >= 1 && b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0 &&
+               n->ne[0] == a->ne[1] && n->ne[1] == b->ne[1] && n->ne[2] == b->ne[2] && n->ne[3] == b->ne[3];
+    case DZ_OP_ROPE: {
+        int n_rot = n->params.i[0], mode = n->params.i[1];
+        return is_f32(a) && b && b->type == DZ_TYPE_I32 && same_shape(n, a) && a->ne[3] == 1 &&
+               b->ne[0] == a->ne[2] && b->ne[1] == 1 && b->ne[2] == 1 && b->ne[3] == 1 && n_rot >= 2 &&
+               n_rot % 2 == 0 && n_rot <= a->ne[0] && (mode == DZ_ROPE_NORMAL || mode == DZ_ROPE_NEOX);
+    }
+    case DZ_OP_SOFTMAX:
+        return is_f32(a) && same_shape(n, a) && mask_ok(b, a->ne[0], a->ne[1]) && n->params.i[2] >= 0;
+    case DZ_OP_ATTENTION:
+        return is_f32(a) && b && c && (b->type == DZ_TYPE_F32 || b->type == DZ_TYPE_F16) &&
+               (c->type == DZ_TYPE_F32 || c->type == DZ_TYPE_F16) && same_shape(b, c) && a->ne[3] == 1 &&
+               b->ne[3] == 1 && b->ne[0] == a->ne[0] && b->ne[1] >= 1 && a->ne[1] % b->ne[1] == 0 &&
+               same_shape(n, a) && mask_ok(d, b->ne[2], a->ne[2]) && n->params.i[2] >= 0;
+    case DZ_OP_CPY:
+        if (!a || dz_nelements(a) != dz_nelements(n)) return false;
+        if (a->type == DZ_TYPE_F32)
+            return n->type == DZ_TYPE_F32 || n->type == DZ_TYPE_F16 || n->type == DZ_TYPE_BF16;
+        return (a->type == DZ_TYPE_F16 || a->type == DZ_TYPE_BF16) && n->type == DZ_TYPE_F32;
+    default:
+        return false;
+    }
+}
+
+bool dz_cpu_supports_node(const dz_tensor *node) {
+    if (!node) return false;
+    if (node->op == DZ_OP_NONE || node->op == DZ_OP_VIEW) return true;
+    if (!strides_ok(node)) return false;
+    for (int i = 0; i < DZ_MAX_SRC; i++)
+        if (node->src[i] && !strides_ok(node->src[i])) return false;
+    /* Results are written contiguously, except CPY which writes any view. */
+    if (node->op != DZ_OP_CPY && (node->type != DZ_TYPE_F32 || !dz_is_contiguous(node))) return false;
+    return supports_op(node);
+}
+
+/* Data checks the kernels cannot report from their threads. */
+static dz_status check_data(const dz_tensor *node) {
+    if (node->op == DZ_OP_GET_ROWS) {
+        const dz_tensor *table = node->src[0], *ids = node->src[1];
+        for (int64_t i = 0; i < ids->ne[0]; i++) {
+            int32_t id;
+            memcpy(&id, (const char *)ids->data + (size_t)i * ids->nb[0], sizeof id);
+            if (id < 0 || id >= table->ne[1])
+                return dz_fail(DZ_ERR_ARG, "get_rows '%s': id %d at index %lld is outside the table's %lld rows",
+                               node->name, id, (long long)i, (long long)table->ne[1]);
+        }
+    }
+    return DZ_OK;
+}
+
+typedef void (*kernel_fn)(const dz_cpu_job *job, int ith, int nth);
+
+static kernel_fn kernel_of(dz_op op) {
+    switch (op) {
+    case DZ_OP_GET_ROWS: return dz_cpu_get_rows;
+    case DZ_OP_ADD: case DZ_OP_MUL: return dz_cpu_binary;
+    case DZ_OP_SCALE: case DZ_OP_SILU: case DZ_OP_SWIGLU: return dz_cpu_unary;
+    case DZ_OP_RMS_NORM: return dz_cpu_rms_norm;
+    case DZ_OP_MUL_MAT: return dz_cpu_mul_mat;
+    case DZ_OP_ROPE: return dz_cpu_rope;
+    case DZ_OP_SOFTMAX: return dz_cpu_softmax;
+    case DZ_OP_ATTENTION: return dz_cpu_attention;
+    case DZ_OP_CPY: return dz_cpu_cpy;
+    default: return NULL;
+    }
+}
+
+typedef struct task {
+    kernel_fn kernel;
+    dz_cpu_job job;
+} task;
+
+static void run_task(void *arg, int ith, int nth) {
+    const task *t = arg;
+    t->kernel(&t->job, ith, nth);
+}
+
+static size_t align_up(size_t n) { return (n + 63) & ~(size_t)63; }
+
+dz_status dz_cpu_run_node(dz_cpu_pool *pool, dz_cpu_scratch *scratch, const dz_tensor *node) {
+    if (!node) return dz_fail(DZ_ERR_ARG, "cpu: NULL node");
+    if (node->op == DZ_OP_NONE || node->op == DZ_OP_VIEW) return DZ_OK;
+    if (!dz_cpu_supports_node(node)) {
+        return dz_fail(DZ_ERR_UNSUPPORTED, "cpu: cannot compute %s node '%s' (%lld, %lld, %lld, %lld) %s%s%s",
+                       dz_op_name(node->op), node->name, (long long)node->ne[0], (long long)node->ne[1],
+                       (long long)node->ne[2], (long long)node->ne[3], dz_type_name(node->type),
+                       node->src[0] ? " from " : "", node->src[0] ? dz_type_name(node->src[0]->type) : "");
+    }
+    if (!node->data) return dz_fail(DZ_ERR_ARG, "cpu: node '%s' has no memory", node->name);
+    for (int i = 0; i < DZ_MAX_SRC; i++)
+        if (node->src[i] && !node->src[i]->data && dz_nelements(node->src[i]) > 0)
+            return dz_fail(DZ_ERR_ARG, "cpu: operand %d '%s' of node '%s' has no memory", i, node->src[i]->name,
+                           node->name);
+    dz_status st = check_data(node);
+    if (st) return st;
+
+    int nth = dz_cpu_pool_size(pool);
+    size_t shared = node->op == DZ_OP_MUL_MAT ? align_up(dz_cpu_mul_mat_shared_bytes(node)) : 0;
+    size_t per_thread = node->op == DZ_OP_ATTENTION ? align_up(dz_cpu_attention_thread_bytes(node)) : 0;
+    size_t need = shared + per_thread * (size_t)nth;
+    if (need > scratch->size) {
+        void *mem = malloc(need);
+        if (!mem) return dz_fail(DZ_ERR_NOMEM, "cpu: out of memory for %zu bytes of scratch (node '%s')", need,
+                                 node->name);
+        free(scratch->mem);
+        scratch->mem = mem;
+        scratch->size = need;
+    }
+    char *base = scratch->mem;
+    task t = {kernel_of(node->op), {node, base, base ? base + shared : NULL, per_thread}};
+    if (node->op == DZ_OP_MUL_MAT) dz_cpu_mul_mat_prepare(node, t.job.shared);
+    dz_cpu_pool_run(pool, run_task, &t);
+    return DZ_OK;
+}
+
+dz_status dz_cpu_compute_node(const dz_tensor *node, int n_threads) {
+    dz_cpu_pool *pool = NULL;
+    if (n_threads > 1) {
+        dz_status st = dz_cpu_pool_create(n_threads, &pool);
+        if (st) return st;
+    }
+    dz_cpu_scratch scratch = {NULL, 0};
+    dz_status st = dz_cpu_run_node(pool, &scratch, node);
+    free(scratch.mem);
+    dz_cpu_pool_destroy(pool);
+    return st;
+}

@@ -1,0 +1,194 @@
+/* The backend registry and device handles: which backends exist, opening a
+ * device by name, and its properties. The built-in CPU backend registers
+ * itself the first time anything asks the registry. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hal/hal_impl.h"
+
+enum { MAX_BACKENDS = 16 };
+
+static const dz_backend_iface *backends[MAX_BACKENDS];
+static int n_backends;
+static pthread_once_t builtins_once = PTHREAD_ONCE_INIT;
+
+dz_status dz_backend_iface_check(const dz_backend_iface *iface) {
+    if (!iface) return dz_fail(DZ_ERR_ARG, "backend table is NULL");
+    const char *name = iface->name && iface->name[0] ? iface->name : "(unnamed)";
+    if (iface->abi_version < 1 || iface->abi_version > DZ_BACKEND_ABI_VERSION)
+        return dz_fail(DZ_ERR_UNSUPPORTED,
+                       "backend '%s' was built for ABI version %u; this core supports versions 1..%u",
+                       name, iface->abi_version, DZ_BACKEND_ABI_VERSION);
+    if (iface->struct_size < DZ_BACKEND_IFACE_V1_SIZE)
+        return dz_fail(DZ_ERR_UNSUPPORTED,
+                       "backend '%s' (ABI version %u) has a table of %u bytes; version 1 needs at least %zu",
+                       name, iface->abi_version, iface->struct_size, (size_t)DZ_BACKEND_IFACE_V1_SIZE);
+    if (!iface->name || !iface->name[0] || strlen(iface->name) >= DZ_MAX_NAME - 8 ||
+        strchr(iface->name, ':'))
+        return dz_fail(DZ_ERR_ARG, "backend name must be 1..%d characters without ':'", DZ_MAX_NAME - 9);
+    struct { const char *what; bool present; } required[] = {
+        {"device_count", iface->device_count != NULL}, {"open", iface->open != NULL},
+        {"close", iface->close != NULL},               {"get_props", iface->get_props != NULL},
+        {"buffer_alloc", iface->buffer_alloc != NULL}, {"buffer_free", iface->buffer_free != NULL},
+        {"buffer_write", iface->buffer_write != NULL}, {"buffer_read", iface->buffer_read != NULL},
+        {"buffer_copy", iface->buffer_copy != NULL},   {"buffer_fill", iface->buffer_fill != NULL},
+        {"supports", iface->supports != NULL},         {"compute", iface->compute != NULL},
+        {"synchronize", iface->synchronize != NULL},
+    };
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (!required[i].present)
+            return dz_fail(DZ_ERR_ARG, "backend '%s': required function %s is NULL", name,
+                           required[i].what);
+    if ((iface->caps & DZ_CAP_THREADS) && !iface->set_threads)
+        return dz_fail(DZ_ERR_ARG, "backend '%s' announces DZ_CAP_THREADS without set_threads", name);
+    if ((iface->caps & DZ_CAP_HOST_MEMORY) && !iface->buffer_from_host)
+        return dz_fail(DZ_ERR_ARG, "backend '%s' announces DZ_CAP_HOST_MEMORY without buffer_from_host",
+                       name);
+    return DZ_OK;
+}
+
+static dz_status register_checked(const dz_backend_iface *iface) {
+    dz_status st = dz_backend_iface_check(iface);
+    if (st) return st;
+    for (int i = 0; i < n_backends; i++)
+        if (strcmp(backends[i]->name, iface->name) == 0)
+            return dz_fail(DZ_ERR_ARG, "a backend named '%s' is already registered", iface->name);
+    if (n_backends == MAX_BACKENDS)
+        return dz_fail(DZ_ERR_ARG, "cannot register backend '%s': the registry holds at most %d",
+                       iface->name, MAX_BACKENDS);
+    backends[n_backends++] = iface;
+    return DZ_OK;
+}
+
+static void register_builtins(void) {
+    if (register_checked(dz_cpu_backend_iface()))
+        dz_log(DZ_LOG_ERROR, "built-in cpu backend refused: %s", dz_last_error());
+}
+
+static void ensure_builtins(void) { pthread_once(&builtins_once, register_builtins); }
+
+dz_status dz_backend_register(const dz_backend_iface *iface) {
+    ensure_builtins();
+    return register_checked(iface);
+}
+
+int dz_backend_count(void) {
+    ensure_builtins();
+    return n_backends;
+}
+
+const dz_backend_iface *dz_backend_at(int i) {
+    ensure_builtins();
+    return i >= 0 && i < n_backends ? backends[i] : NULL;
+}
+
+const dz_backend_iface *dz_backend_find(const char *name) {
+    ensure_builtins();
+    for (int i = 0; name && i < n_backends; i++)
+        if (strcmp(backends[i]->name, name) == 0) return backends[i];
+    return NULL;
+}
+
+/* "cpu:0, opencl:0, opencl:1" into buf. */
+static void list_devices(char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int b = 0; b < n_backends; b++) {
+        int count = backends[b]->device_count();
+        for (int d = 0; d < count && used < cap; d++) {
+            int n = snprintf(buf + used, cap - used, "%s%s:%d", used ? ", " : "", backends[b]->name, d);
+            if (n < 0) break;
+            used += (size_t)n;
+        }
+    }
+    if (!buf[0]) snprintf(buf, cap, "(none)");
+}
+
+dz_status dz_device_open(const char *name, dz_device **out) {
+    ensure_builtins();
+    if (!name || !out) return dz_fail(DZ_ERR_ARG, "dz_device_open: NULL argument");
+    char backend[DZ_MAX_NAME];
+    long index = 0;
+    const char *colon = strchr(name, ':');
+    size_t len = colon ? (size_t)(colon - name) : strlen(name);
+    bool well_formed = len > 0 && len < sizeof backend;
+    if (well_formed && colon) {
+        char *end = NULL;
+        index = strtol(colon + 1, &end, 10);
+        well_formed = colon[1] >= '0' && colon[1] <= '9' && *end == '\0' && index <= 1 << 20;
+    }
+    const dz_backend_iface *iface = NULL;
+    if (well_formed) {
+        memcpy(backend, name, len);
+        backend[len] = '\0';
+        iface = dz_backend_find(backend);
+    }
+    if (!iface || index >= iface->device_count()) {
+        char avail[512];
+        list_devices(avail, sizeof avail);
+        return dz_fail(DZ_ERR_ARG, "unknown device '%s'; available devices: %s", name, avail);
+    }
+    return dz_device_open_iface(iface, (int)index, out);
+}
+
+dz_status dz_device_open_iface(const dz_backend_iface *iface, int index, dz_device **out) {
+    if (!out) return dz_fail(DZ_ERR_ARG, "dz_device_open_iface: NULL output");
+    dz_status st = dz_backend_iface_check(iface);
+    if (st) return st;
+    int count = iface->device_count();
+    if (index < 0 || index >= count)
+        return dz_fail(DZ_ERR_ARG, "backend '%s' has %d device(s); index %d does not exist", iface->name,
+                       count, index);
+    dz_device *dev = calloc(1, sizeof *dev);
+    if (!dev) return dz_fail(DZ_ERR_NOMEM, "out of memory opening device %s:%d", iface->name, index);
+    dev->iface = iface;
+    dev->index = index;
+    st = iface->open(index, &dev->self);
+    if (st) {
+        free(dev);
+        return dz_error_prefix(st, "opening device %s:%d: ", iface->name, index);
+    }
+    st = iface->get_props(dev->self, &dev->props);
+    if (st) {
+        iface->close(dev->self);
+        free(dev);
+        return dz_error_prefix(st, "device %s:%d properties: ", iface->name, index);
+    }
+    dev->props.name[sizeof dev->props.name - 1] = '\0';
+    dev->props.description[sizeof dev->props.description - 1] = '\0';
+    if (!dev->props.name[0]) snprintf(dev->props.name, sizeof dev->props.name, "%s:%d", iface->name, index);
+    *out = dev;
+    return DZ_OK;
+}
+
+void dz_device_close(dz_device *dev) {
+    if (!dev) return;
+    dev->iface->close(dev->self);
+    free(dev);
+}
+
+const dz_device_props *dz_device_props_get(const dz_device *dev) { return &dev->props; }
+const dz_backend_iface *dz_device_iface(const dz_device *dev) { return dev->iface; }
+void *dz_device_self(const dz_device *dev) { return dev->self; }
+
+bool dz_device_supports(dz_device *dev, const dz_tensor *node) {
+    return dev && node && dev->iface->supports(dev->self, node);
+}
+
+dz_status dz_device_set_threads(dz_device *dev, int n_threads) {
+    if (!dev) return dz_fail(DZ_ERR_ARG, "dz_device_set_threads: NULL device");
+    if (n_threads < 1) return dz_fail(DZ_ERR_ARG, "thread count %d must be at least 1", n_threads);
+    if (!(dev->iface->caps & DZ_CAP_THREADS)) return DZ_OK;
+    dz_status st = dev->iface->set_threads(dev->self, n_threads);
+    if (st) return dz_error_prefix(st, "device %s: setting %d threads: ", dev->props.name, n_threads);
+    dz_device_props props;
+    if (dev->iface->get_props(dev->self, &props) == DZ_OK) {
+        props.name[sizeof props.name - 1] = '\0';
+        props.description[sizeof props.description - 1] = '\0';
+        if (!props.name[0]) memcpy(props.name, dev->props.name, sizeof props.name);
+        dev->props = props;
+    }
+    return DZ_OK;
+}
