@@ -113,6 +113,11 @@ dz_status tiny_model_write(const tiny_model_spec *s, const char *path) {
         T("attn_q.weight", E, E)
         T("attn_k.weight", E, KV)
         T("attn_v.weight", E, KV)
+        if (s->qkv_bias) {
+            T("attn_q.bias", E, 1)
+            T("attn_k.bias", KV, 1)
+            T("attn_v.bias", KV, 1)
+        }
         T("attn_output.weight", E, E)
         T("ffn_norm.weight", E, 1)
         T("ffn_gate.weight", E, F)

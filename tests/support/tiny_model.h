@@ -16,6 +16,7 @@ typedef struct tiny_model_spec {
     dz_type tensor_type;
     int64_t embd_rows_delta;   /* token_embd rows = n_vocab + delta */
     int64_t rope_dims;         /* 0: key absent */
+    bool qkv_bias;             /* write blk.N.attn_{q,k,v}.bias (qwen2 has them) */
     uint64_t seed;
 } tiny_model_spec;
 
