@@ -339,6 +339,30 @@ static void test_reuse(dz_device *cpu, dz_device *acc) {
     int bad = 0;
     for (int i = 0; i < N; i++) bad += out[i] != (float)(i + CHAIN);
     DZT_EQ_INT(bad, 0);
+    /* Unbound leaves written by CPY keep their contents after later nodes
+     * ran (flagged OUTPUT or not); the chain after them must not reuse them. */
+    dz_ctx_reset(ctx);
+    x = dz_new_tensor_1d(ctx, DZ_TYPE_F32, N);
+    one = dz_new_tensor_1d(ctx, DZ_TYPE_F32, N);
+    dz_set_input(x);
+    dz_set_input(one);
+    dz_tensor *flagged = dz_new_tensor_1d(ctx, DZ_TYPE_F32, N), *plain = dz_new_tensor_1d(ctx, DZ_TYPE_F32, N);
+    dz_set_output(flagged);
+    g = dz_graph_build(ctx, dz_cpy(ctx, dz_add(ctx, x, one), flagged));
+    DZT_OK(dz_graph_expand(ctx, g, dz_cpy(ctx, dz_add(ctx, x, x), plain)));
+    t = x;
+    for (int i = 0; i < CHAIN; i++) t = dz_add(ctx, t, one);
+    DZT_OK(dz_graph_expand(ctx, g, t));
+    DZT_OK(dz_sched_alloc(s, g));
+    DZT_OK(dz_tensor_write(x, xv, 0, sizeof xv));
+    DZT_OK(dz_tensor_write(one, ones, 0, sizeof ones));
+    DZT_OK(dz_sched_compute(s, g));
+    static float f[N], p[N];
+    DZT_OK(dz_tensor_read(flagged, f, 0, sizeof f));
+    DZT_OK(dz_tensor_read(plain, p, 0, sizeof p));
+    bad = 0;
+    for (int i = 0; i < N; i++) bad += f[i] != (float)(i + 1) || p[i] != (float)(2 * i);
+    DZT_EQ_INT(bad, 0);
     dz_ctx_destroy(ctx);
     dz_sched_destroy(s);
 }

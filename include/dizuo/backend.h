@@ -132,6 +132,7 @@ enum {
     DZ_TENSOR_INPUT = 1u << 0,  /* filled by the caller before compute */
     DZ_TENSOR_OUTPUT = 1u << 1, /* read by the caller after compute: never reused */
     DZ_TENSOR_WEIGHT = 1u << 2, /* model parameter */
+    /* bits 16..31 are reserved for the core (the scheduler marks memory it placed) */
 };
 
 /* A graph is its nodes in execution order (every src precedes its user).
@@ -178,11 +179,14 @@ typedef struct dz_backend_iface {
                              size_t src_offset, size_t n);
     dz_status (*buffer_fill)(void *self, void *buf, size_t offset, uint8_t value, size_t n);
 
-    /* Can this device compute `node` (op, types, shapes, strides) natively? */
+    /* Can this device compute `node` (op, types, shapes, strides) natively?
+     * Asked only for ops that compute (never NONE or VIEW). */
     bool (*supports)(void *self, const dz_tensor *node);
     /* Computes every node of the graph in order. Every node is supported and
-     * every tensor it touches lives in this device's buffers. May return before
-     * the work is done; synchronize() waits. */
+     * every tensor it touches lives in this device's buffers. The core never
+     * passes NONE or VIEW nodes; an operand may be a view, whose `data`
+     * already points into the viewed memory (use data and nb, never
+     * view_src). May return before the work is done; synchronize() waits. */
     dz_status (*compute)(void *self, const dz_graph *graph);
     dz_status (*synchronize)(void *self);
 
@@ -203,8 +207,11 @@ typedef const dz_backend_iface *(*dz_backend_entry_fn)(void);
 
 /* Registers a backend. Refuses (DZ_ERR_UNSUPPORTED, message naming both
  * versions) an ABI version this core does not know or a table smaller than
- * v1's. Built-in backends ("cpu") are registered on first use of the
- * registry. Not thread-safe against concurrent registration. */
+ * v1's; refuses (DZ_ERR_ARG) a table missing a required function, announcing
+ * a capability without its function, or reusing a registered name. The table
+ * must outlive the process's use of it (it is not copied). Built-in backends
+ * ("cpu") are registered on first use of the registry. Not thread-safe
+ * against concurrent registration; lookups are safe once registration is done. */
 dz_status dz_backend_register(const dz_backend_iface *iface);
 int dz_backend_count(void);
 const dz_backend_iface *dz_backend_at(int i);
@@ -216,9 +223,11 @@ typedef struct dz_device dz_device;
  * alone means index 0. Unknown names fail with DZ_ERR_ARG and a message that
  * lists the available devices. The caller owns *out (dz_device_close). */
 dz_status dz_device_open(const char *name, dz_device **out);
-/* Opens a device through an explicit table (tests, plugins). */
+/* Opens a device through an explicit table (tests, plugins), checked as
+ * dz_backend_register checks it but not registered. */
 dz_status dz_device_open_iface(const dz_backend_iface *iface, int index, dz_device **out);
-void dz_device_close(dz_device *dev); /* NULL is a no-op */
+void dz_device_close(dz_device *dev); /* NULL is a no-op; close buffers first */
+/* Properties read at open (and after dz_device_set_threads); owned by dev. */
 const dz_device_props *dz_device_props_get(const dz_device *dev);
 const dz_backend_iface *dz_device_iface(const dz_device *dev);
 void *dz_device_self(const dz_device *dev);
@@ -232,6 +241,11 @@ typedef struct dz_buffer {
     size_t size;
     bool wraps_host; /* made by dz_buffer_from_host: memory not owned */
 } dz_buffer;
+
+/* Buffers: one device's memory. The caller owns *out (dz_buffer_free, before
+ * closing the device). Transfers check [offset, offset + n) against the
+ * buffer's size (DZ_ERR_ARG naming the device otherwise). A buffer may be
+ * used from one thread at a time. */
 
 /* Allocates a device buffer; on failure DZ_ERR_NOMEM naming the device and size. */
 dz_status dz_buffer_alloc(dz_device *dev, size_t size, dz_buffer **out);

@@ -60,12 +60,16 @@ dz_status dz_quantize_row(dz_type t, const float *src, void *dst, int64_t n);
 
 /* An arena of tensor headers (not data). Builders return NULL on failure and
  * record the first error in the context (dz_ctx_status); a NULL input makes
- * a builder return NULL, so a whole graph can be built and checked once. */
+ * a builder return NULL, so a whole graph can be built and checked once.
+ * Error messages name the op, the operands and their shapes. A context is
+ * used from one thread at a time. */
 typedef struct dz_ctx dz_ctx;
 
-dz_ctx *dz_ctx_create(int32_t max_tensors); /* NULL on allocation failure */
+/* max_tensors is a hard capacity: building more fails with DZ_ERR_NOMEM.
+ * NULL on allocation failure. The caller owns the context. */
+dz_ctx *dz_ctx_create(int32_t max_tensors);
 void dz_ctx_destroy(dz_ctx *ctx);           /* NULL is a no-op; data buffers are not freed */
-void dz_ctx_reset(dz_ctx *ctx);             /* forget every tensor, keep the arena */
+void dz_ctx_reset(dz_ctx *ctx);             /* forget every tensor and graph, keep the arena */
 dz_status dz_ctx_status(const dz_ctx *ctx); /* first error, with dz_last_error set at the time */
 const char *dz_ctx_error(const dz_ctx *ctx);
 
@@ -82,13 +86,21 @@ size_t dz_nbytes(const dz_tensor *t);        /* bytes spanned, for contiguous te
 bool dz_is_contiguous(const dz_tensor *t);
 int64_t dz_nrows(const dz_tensor *t);        /* ne1*ne2*ne3 */
 
-/* Points a leaf at memory in a buffer (weights, KV cache). */
+/* Points a tensor that is not a view at memory in a buffer (weights, KV
+ * cache): data = buffer base + offset. DZ_ERR_ARG if it does not fit. The
+ * buffer stays the caller's. */
 dz_status dz_tensor_bind(dz_tensor *t, dz_buffer *buf, size_t offset);
-/* Host <-> tensor data, through the owning buffer (works on any device). */
+/* Host <-> tensor data, through the owning buffer (works on any device).
+ * offset and n are bytes within the tensor's span (dz_nbytes); a view reads
+ * and writes the memory it views. DZ_ERR_ARG before memory is bound or
+ * allocated, or outside the span. */
 dz_status dz_tensor_write(dz_tensor *t, const void *src, size_t offset, size_t n);
 dz_status dz_tensor_read(const dz_tensor *t, void *dst, size_t offset, size_t n);
 
-/* Views (VIEW nodes sharing the source's data). */
+/* Views (VIEW nodes sharing the source's data). view_src is always the
+ * tensor that owns the memory (chains of views are resolved) and
+ * view_offset the byte offset in it; src[0] is the tensor viewed. A view
+ * outside its source's memory fails. Offsets and strides are in bytes. */
 dz_tensor *dz_view_1d(dz_ctx *ctx, dz_tensor *a, int64_t ne0, size_t offset);
 dz_tensor *dz_view_2d(dz_ctx *ctx, dz_tensor *a, int64_t ne0, int64_t ne1, size_t nb1, size_t offset);
 dz_tensor *dz_view_3d(dz_ctx *ctx, dz_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2,
@@ -117,10 +129,14 @@ dz_tensor *dz_swiglu(dz_ctx *ctx, dz_tensor *gate, dz_tensor *up);
  * the graph (a view of dst). */
 dz_tensor *dz_cpy(dz_ctx *ctx, dz_tensor *src, dz_tensor *dst);
 
-/* Collects every node `out` depends on, in execution order. Graph memory
- * belongs to ctx. NULL (and ctx status set) if any builder had failed. */
+/* Collects every node `out` depends on, in execution order (operands first,
+ * in src order; each node once). Graph memory belongs to ctx: valid until
+ * dz_ctx_reset/destroy. NULL (and ctx status set) if any builder had failed. */
 dz_graph *dz_graph_build(dz_ctx *ctx, dz_tensor *out);
-/* Adds another output (and its dependencies) to a graph built from ctx. */
+/* Adds another output (and its dependencies not yet in g) to the end of a
+ * graph built from ctx; nodes already there keep their places, so nodes
+ * added by earlier calls run first (a KV-cache write before its reader).
+ * On failure g is unchanged. */
 dz_status dz_graph_expand(dz_ctx *ctx, dz_graph *g, dz_tensor *out);
 
 const char *dz_op_name(dz_op op);
@@ -140,15 +156,22 @@ typedef struct dz_sched dz_sched;
 dz_status dz_sched_create(dz_device **devices, int n_devices, dz_sched **out);
 void dz_sched_destroy(dz_sched *s);
 /* Assigns every node a device and allocates memory for every tensor of g
- * without a buffer (inputs included). Copies are inserted where a node reads
- * data held by another device. Memory is reused between calls when large
- * enough. */
+ * without a buffer (inputs included: they live where their first reader
+ * runs). Copies are inserted where a node reads data held by another
+ * device. Results share memory once no later node reads them, except
+ * DZ_TENSOR_OUTPUT tensors and results nothing reads. The memory belongs to
+ * the scheduler, is reused between calls when large enough, and stays valid
+ * until the next dz_sched_alloc or dz_sched_destroy. Planning the same graph
+ * again is allowed. On failure the previous plan still stands. */
 dz_status dz_sched_alloc(dz_sched *s, dz_graph *g);
-/* Runs g (after dz_sched_alloc) and waits for it. */
+/* Runs g (the graph of the last dz_sched_alloc) and waits for it. Errors of a
+ * device name the device and the first node of the failing run. */
 dz_status dz_sched_compute(dz_sched *s, dz_graph *g);
-/* After dz_sched_alloc: the device a node was placed on, and how many nodes
- * went to each device (for tests and -v output). */
+/* After dz_sched_alloc: the device a node was placed on (for a VIEW, the
+ * device holding its memory); NULL for tensors not in the planned graph. */
 dz_device *dz_sched_node_device(const dz_sched *s, const dz_tensor *node);
+/* After dz_sched_alloc: how many tensor copies between devices each
+ * dz_sched_compute makes. */
 int32_t dz_sched_n_copies(const dz_sched *s);
 
 #ifdef __cplusplus

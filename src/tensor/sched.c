@@ -273,15 +273,20 @@ static dz_status build_splits(planner *pl) {
     return DZ_OK;
 }
 
-/* Outputs, and results nobody reads, stay alive to the end. */
+/* Memory the caller may read afterwards stays alive to the end: outputs
+ * (tensors or views flagged DZ_TENSOR_OUTPUT), results nobody reads, and
+ * tensors written into by a CPY. */
 static void finish_lifetimes(planner *pl) {
+    for (int32_t k = 0; k < pl->n_items; k++)
+        if (pl->items[k].tensor->flags & DZ_TENSOR_OUTPUT) pl->items[k].last = DZ_STEP_END;
     const dz_graph *g = pl->plan.graph;
     for (int32_t i = 0; i < g->n_nodes; i++) {
-        dz_tensor *n = g->nodes[i];
-        int32_t item = dz_ptrmap_get(&pl->item_of, dz_tensor_root(n));
+        dz_tensor *n = g->nodes[i], *root = dz_tensor_root(n);
+        int32_t item = dz_ptrmap_get(&pl->item_of, root);
         if (item < 0) continue;
-        if ((n->flags & DZ_TENSOR_OUTPUT) || (pl->items[item].tensor == n && !pl->read[item]))
-            pl->items[item].last = DZ_STEP_END;
+        bool unread_result = root == n && !pl->read[item];
+        bool written_into = root != n && n->op != DZ_OP_VIEW;
+        if ((n->flags & DZ_TENSOR_OUTPUT) || unread_result || written_into) pl->items[item].last = DZ_STEP_END;
     }
 }
 
