@@ -66,8 +66,8 @@ static void free_strs(strs *s) {
 
 static dz_tokenizer *spm_vocab(const char *name) {
     static const char *const pieces[] = {
-        "\xE2\x96\x81", "a", "b", "\xE2\x96\x81" "a", "ab", "\xE2\x96\x81" "ab", "\xE2\x96\x81" "the",
-        "th", "he", "e", "t", "h", "\xE2\x96\x81" "t", "\xC3\xA9", "\xE4\xBD\xA0", "\xE2\x96\x81\xE2\x96\x81",
+        "\xE2\x96\x81", "a", "b", "\342\226\201a", "ab", "\342\226\201ab", "\342\226\201the",
+        "th", "he", "e", "t", "h", "\342\226\201t", "\xC3\xA9", "\xE4\xBD\xA0", "\xE2\x96\x81\xE2\x96\x81",
     };
     strs s = {0};
     add(&s, "<unk>", 2, 0);
@@ -117,7 +117,7 @@ static dz_tokenizer *bpe_vocab(const char *pre) {
     /* Merges over byte characters; each result is a token too. */
     static const char *const merges[][2] = {
         {"\xC4\xA0", "t"}, {"h", "e"}, {"\xC4\xA0t", "he"}, {"a", "b"}, {"\xC4\xA0", "a"},
-        {"\xC4\xA0" "a", "b"}, {"i", "n"}, {"\xC4\xA0", "\xC4\xA0"}, {"1", "2"}, {"12", "3"},
+        {"\304\240a", "b"}, {"i", "n"}, {"\xC4\xA0", "\xC4\xA0"}, {"1", "2"}, {"12", "3"},
         {"\xC3\x83", "\xC2\xA9"}, {"\xC4\x8A", "\xC4\x8A"}, {"'", "s"}, {"\xC4\xA0\xC4\xA0", "\xC4\xA0\xC4\xA0"},
     };
     enum { N_MERGES = sizeof merges / sizeof merges[0] };

@@ -2,6 +2,7 @@
  * test string of every vocabulary through the library and through
  * `dizuo tokenize`, exact ids; decoding back to the string; streaming
  * detokenization that never splits a character. */
+#include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -168,6 +169,46 @@ static void check_cli(const char *vocab, const char *path, const test_string *s)
     free(err);
 }
 
+/* A tokenizer is shared read-only: several threads tokenizing at once agree
+ * with the reference. */
+typedef struct thread_job {
+    const dz_tokenizer *tok;
+    const test_string *tests;
+    size_t n;
+    int mismatches;
+} thread_job;
+
+static void *tokenize_all(void *arg) {
+    thread_job *job = arg;
+    for (int round = 0; round < 4; round++)
+        for (size_t i = 0; i < job->n; i++) {
+            int32_t *ids = NULL;
+            size_t n_ids = 0;
+            if (dz_tokenize(job->tok, job->tests[i].text, job->tests[i].len, false, false, &ids,
+                            &n_ids) ||
+                !same_ids(job->tests[i].ids, job->tests[i].n_ids, ids, n_ids))
+                job->mismatches++;
+            free(ids);
+        }
+    return NULL;
+}
+
+static void check_threads(const char *vocab, const dz_tokenizer *tok, const test_string *tests,
+                          size_t n) {
+    enum { N_THREADS = 4 };
+    pthread_t th[N_THREADS];
+    thread_job jobs[N_THREADS];
+    for (int i = 0; i < N_THREADS; i++) {
+        jobs[i] = (thread_job){.tok = tok, .tests = tests, .n = n};
+        DZT_ASSERT(pthread_create(&th[i], NULL, tokenize_all, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < N_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        DZT_CHECK(jobs[i].mismatches == 0, "%s: thread %d: %d mismatches", vocab, i,
+                  jobs[i].mismatches);
+    }
+}
+
 static void run_vocab(const vocab_case *c) {
     char rel[128], inp[600], outp[600];
     snprintf(rel, sizeof rel, "tokenizers/ggml-vocab-%s.gguf", c->name);
@@ -194,6 +235,7 @@ static void run_vocab(const vocab_case *c) {
             check_decode(c->name, tok, &tests[i]);
             check_cli(c->name, path, &tests[i]);
         }
+        check_threads(c->name, tok, tests, n);
     }
     for (size_t i = 0; i < n; i++) free(tests[i].ids);
     if (n) free((char *)tests[0].text);

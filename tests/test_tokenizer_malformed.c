@@ -16,8 +16,8 @@ static float spm_scores[N_SPM];
 static int32_t spm_types[N_SPM];
 
 static void init_spm(void) {
-    static const char *const pieces[6] = {"\xE2\x96\x81", "a", "b", "\xE2\x96\x81" "a", "ab",
-                                          "\xE2\x96\x81" "ab"};
+    static const char *const pieces[6] = {"\xE2\x96\x81", "a", "b", "\342\226\201a", "ab",
+                                          "\342\226\201ab"};
     static const float piece_scores[6] = {-1, -2, -3, -1.5f, -1, -0.5f};
     spm_tokens[0] = "<unk>", spm_tokens[1] = "<s>", spm_tokens[2] = "</s>";
     spm_types[0] = 2, spm_types[1] = spm_types[2] = 3;
@@ -55,7 +55,7 @@ static dz_gguf_writer *spm_writer(const char *omit) {
 enum { N_BPE = 256 + 4 };
 static char bpe_text[256][4];
 static const char *bpe_tokens[N_BPE];
-static const char *const bpe_merges[] = {"\xC4\xA0 a", "a b", "\xC4\xA0" "a b"};
+static const char *const bpe_merges[] = {"\xC4\xA0 a", "a b", "\304\240a b"};
 
 static void init_bpe(void) {
     for (int b = 0; b < 256; b++) {
@@ -75,9 +75,9 @@ static void init_bpe(void) {
         }
         bpe_tokens[b] = bpe_text[b];
     }
-    bpe_tokens[256] = "\xC4\xA0" "a";
+    bpe_tokens[256] = "\304\240a";
     bpe_tokens[257] = "ab";
-    bpe_tokens[258] = "\xC4\xA0" "ab";
+    bpe_tokens[258] = "\304\240ab";
     bpe_tokens[259] = "<|endoftext|>";
 }
 

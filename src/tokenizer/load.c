@@ -64,7 +64,6 @@ static dz_status read_pre(dz_tokenizer *t, const dz_gguf *g, const char **pre, s
         return DZ_OK;
     }
     t->bos = 11, t->eos = 11; /* llama.cpp's historical BPE defaults */
-    t->clean_spaces = true;
     if (!found) {
         dz_log(DZ_LOG_WARN, "tokenizer: " KEY("pre") " is missing; using the 'default' "
                             "pre-tokenizer (text may tokenize differently from the model's training)\n");

@@ -100,8 +100,7 @@ static const char *const re_chameleon[] = {
 enum {
     PRE_ADD_BOS = 1,       /* add BOS by default */
     PRE_IGNORE_MERGES = 2, /* a word that is a token is not merged */
-    PRE_KEEP_SPACES = 4,   /* no clean-up of spaces on decoding */
-    PRE_NO_BOS = 8,        /* the vocabulary has no BOS unless the file names one */
+    PRE_NO_BOS = 4,        /* the vocabulary has no BOS unless the file names one */
 };
 
 struct dz_pretok {
@@ -110,16 +109,17 @@ struct dz_pretok {
     unsigned flags;
 };
 
-/* Every name llama.cpp accepts, with the same regexes and flags. */
+/* Every name llama.cpp accepts, with the same regexes and flags (llama.cpp's
+ * clean_spaces flag is left out: dizuo's decoding never cleans up spaces). */
 static const struct dz_pretok pretoks[] = {
     {"default", re_default, 0},
     {"llama3", re_llama3, PRE_ADD_BOS | PRE_IGNORE_MERGES},
     {"llama-v3", re_llama3, PRE_ADD_BOS | PRE_IGNORE_MERGES},
     {"llama-bpe", re_llama3, PRE_ADD_BOS | PRE_IGNORE_MERGES},
     {"falcon3", re_llama3, PRE_ADD_BOS | PRE_IGNORE_MERGES},
-    {"deepseek-llm", re_deepseek_llm, PRE_KEEP_SPACES},
-    {"deepseek-coder", re_deepseek_coder, PRE_KEEP_SPACES},
-    {"deepseek-v3", re_deepseek3, PRE_KEEP_SPACES},
+    {"deepseek-llm", re_deepseek_llm, 0},
+    {"deepseek-coder", re_deepseek_coder, 0},
+    {"deepseek-v3", re_deepseek3, 0},
     {"falcon", re_falcon, 0},
     {"mpt", re_gpt2, 0},
     {"starcoder", re_starcoder, 0},
@@ -134,24 +134,24 @@ static const struct dz_pretok pretoks[] = {
     {"jina-v2-code", re_gpt2, 0},
     {"roberta-bpe", re_gpt2, 0},
     {"refact", re_starcoder, 0},
-    {"command-r", re_starcoder, PRE_KEEP_SPACES},
-    {"qwen2", re_qwen2, PRE_KEEP_SPACES},
-    {"deepseek-r1-qwen", re_qwen2, PRE_KEEP_SPACES},
+    {"command-r", re_starcoder, 0},
+    {"qwen2", re_qwen2, 0},
+    {"deepseek-r1-qwen", re_qwen2, 0},
     {"stablelm2", re_qwen2, 0},
     {"olmo", re_gpt2, 0},
     {"dbrx", re_llama3, 0},
     {"smaug-bpe", re_llama3, 0},
-    {"poro-chat", re_poro, PRE_KEEP_SPACES},
+    {"poro-chat", re_poro, 0},
     {"chatglm-bpe", re_llama3, PRE_NO_BOS},
-    {"viking", re_viking, PRE_KEEP_SPACES},
+    {"viking", re_viking, 0},
     {"jais", re_gpt2, 0},
-    {"tekken", re_tekken, PRE_ADD_BOS | PRE_IGNORE_MERGES | PRE_KEEP_SPACES},
-    {"smollm", re_starcoder, PRE_KEEP_SPACES},
+    {"tekken", re_tekken, PRE_ADD_BOS | PRE_IGNORE_MERGES},
+    {"smollm", re_starcoder, 0},
     {"codeshell", re_starcoder, 0},
     {"bloom", re_poro, 0},
     {"gpt3-finnish", re_poro, 0},
     {"exaone", re_starcoder, 0},
-    {"chameleon", re_chameleon, PRE_ADD_BOS | PRE_KEEP_SPACES},
+    {"chameleon", re_chameleon, PRE_ADD_BOS},
     {"minerva-7b", re_starcoder, 0},
     {"megrez", re_qwen2, 0},
 };
@@ -169,7 +169,6 @@ const char *tok_pretok_name(const dz_pretok *p) { return p->name; }
 void tok_pretok_defaults(const dz_pretok *p, dz_tokenizer *t) {
     if (p->flags & PRE_ADD_BOS) t->add_bos = true;
     if (p->flags & PRE_IGNORE_MERGES) t->ignore_merges = true;
-    if (p->flags & PRE_KEEP_SPACES) t->clean_spaces = false;
     if (p->flags & PRE_NO_BOS) t->bos = -1;
 }
 

@@ -75,12 +75,15 @@ static void set_attr(dz_tokenizer *t, const char *text, uint8_t bit, bool on) {
         t->attr[id] &= (uint8_t)~bit;
 }
 
-static int cmp_longer_first(const void *a, const void *b, void *ctx) {
-    const dz_tokenizer *t = ctx;
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    size_t lx = t->text_off[x + 1] - t->text_off[x], ly = t->text_off[y + 1] - t->text_off[y];
-    if (lx != ly) return lx > ly ? -1 : 1;
-    return x < y ? -1 : x > y;
+typedef struct sized_id {
+    size_t len;
+    int32_t id;
+} sized_id;
+
+static int cmp_longer_first(const void *a, const void *b) {
+    const sized_id *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
 }
 
 dz_status tok_specials_setup(dz_tokenizer *t, const char *general_name, size_t name_len,
@@ -111,13 +114,20 @@ dz_status tok_specials_setup(dz_tokenizer *t, const char *general_name, size_t n
     size_t n = 0;
     for (int32_t id = 0; id < t->n_vocab; id++)
         if (t->attr[id] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN)) n++;
+    sized_id *order = malloc((n ? n : 1) * sizeof *order);
     t->special = malloc((n ? n : 1) * sizeof *t->special);
-    if (!t->special) return dz_fail(DZ_ERR_NOMEM, "out of memory for the special tokens");
-    for (int32_t id = 0; id < t->n_vocab; id++)
+    if (!order || !t->special) {
+        free(order);
+        return dz_fail(DZ_ERR_NOMEM, "out of memory for the special tokens");
+    }
+    for (int32_t id = 0, k = 0; id < t->n_vocab; id++)
         if (t->attr[id] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN))
-            t->special[t->n_special++] = id;
+            order[k++] = (sized_id){.len = t->text_off[id + 1] - t->text_off[id], .id = id};
     /* Longest first, so a token containing another wins; ties by id. */
-    qsort_r(t->special, t->n_special, sizeof *t->special, cmp_longer_first, t);
+    qsort(order, n, sizeof *order, cmp_longer_first);
+    for (size_t i = 0; i < n; i++) t->special[i] = order[i].id;
+    t->n_special = n;
+    free(order);
 
     /* Per-model strip attributes (llama.cpp keys them on names). */
     if (contains_ci(pre, pre_len, "jina-v2-de") || contains_ci(pre, pre_len, "jina-v2-es") ||

@@ -72,7 +72,7 @@ struct dz_tokenizer {
 
     int32_t bos, eos, eot, eom, unk, sep, pad, mask;
     int32_t fim_pre, fim_suf, fim_mid, fim_pad, fim_rep, fim_sep;
-    bool add_bos, add_eos, add_space_prefix, ignore_merges, clean_spaces;
+    bool add_bos, add_eos, add_space_prefix, ignore_merges;
 
     /* Tokens that are cut out of the text before tokenization (control,
      * user-defined, unknown), longest text first. */
