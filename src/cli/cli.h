@@ -14,6 +14,9 @@ int dz_cmd_tokenize(int argc, char **argv);
 int dz_cmd_run(int argc, char **argv);
 int dz_cmd_logits(int argc, char **argv);
 int dz_cmd_conformance(int argc, char **argv);
+int dz_cmd_synth(int argc, char **argv);
+int dz_cmd_quantize(int argc, char **argv);
+int dz_cmd_bench(int argc, char **argv);
 
 /* Argument helpers: print "dizuo <cmd>: <what> ..." on stderr and return false
  * on a malformed or out-of-range value. */

@@ -16,6 +16,9 @@ static const command commands[] = {
     {"run", dz_cmd_run, "generate text from a prompt"},
     {"logits", dz_cmd_logits, "teacher-forced logits of a token sequence"},
     {"conformance", dz_cmd_conformance, "check a device's kernels against the CPU reference"},
+    {"synth", dz_cmd_synth, "write a random-weight model of any shape (for benchmarks)"},
+    {"quantize", dz_cmd_quantize, "convert a model's weights to another format"},
+    {"bench", dz_cmd_bench, "prompt-processing and generation speed; memory bandwidth"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
