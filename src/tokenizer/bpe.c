@@ -17,57 +17,11 @@ typedef struct bpe_symbol {
     uint32_t n; /* bytes of the word; 0 once merged away */
 } bpe_symbol;
 
-typedef struct bpe_bigram {
-    int32_t rank, left, right;
-    int32_t left_id, right_id, result;
-} bpe_bigram;
-
-static bool bigram_before(const bpe_bigram *a, const bpe_bigram *b) {
-    if (a->rank != b->rank) return a->rank < b->rank;
-    return a->left < b->left;
-}
-
 typedef struct bpe_state {
     const dz_tokenizer *t;
     bpe_symbol *sym;
-    size_t cap_sym;
-    bpe_bigram *heap;
-    size_t n_heap, cap_heap;
+    tok_heap heap;
 } bpe_state;
-
-static dz_status heap_push(bpe_state *s, bpe_bigram b) {
-    if (s->n_heap == s->cap_heap) {
-        size_t cap = s->cap_heap ? s->cap_heap * 2 : 64;
-        bpe_bigram *heap = cap <= SIZE_MAX / sizeof *heap ? realloc(s->heap, cap * sizeof *heap) : NULL;
-        if (!heap) return dz_fail(DZ_ERR_NOMEM, "out of memory tokenizing");
-        s->heap = heap;
-        s->cap_heap = cap;
-    }
-    size_t i = s->n_heap++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!bigram_before(&b, &s->heap[parent])) break;
-        s->heap[i] = s->heap[parent];
-        i = parent;
-    }
-    s->heap[i] = b;
-    return DZ_OK;
-}
-
-static bpe_bigram heap_pop(bpe_state *s) {
-    bpe_bigram top = s->heap[0], last = s->heap[--s->n_heap];
-    size_t i = 0, n = s->n_heap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && bigram_before(&s->heap[c + 1], &s->heap[c])) c++;
-        if (!bigram_before(&s->heap[c], &last)) break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (n > 0) s->heap[i] = last;
-    return top;
-}
 
 static dz_status try_bigram(bpe_state *s, int32_t left, int32_t right) {
     if (left < 0 || right < 0) return DZ_OK;
@@ -75,8 +29,9 @@ static dz_status try_bigram(bpe_state *s, int32_t left, int32_t right) {
     if (lid < 0 || rid < 0) return DZ_OK;
     const tok_merge *m = tok_merges_find(&s->t->merges, lid, rid);
     if (!m) return DZ_OK;
-    return heap_push(s, (bpe_bigram){.rank = m->rank, .left = left, .right = right,
-                                     .left_id = lid, .right_id = rid, .result = m->result});
+    return tok_heap_push(&s->heap, (tok_bigram){.priority = -(double)m->rank, .left = left,
+                                                .right = right, .left_id = lid, .right_id = rid,
+                                                .result = m->result});
 }
 
 /* A symbol that is no token: llama.cpp looks up each byte of its text (the
@@ -111,10 +66,10 @@ static dz_status encode_word(bpe_state *s, const uint8_t *word, size_t n, char *
     for (size_t i = 0; i < n; i++)
         sym[i] = (bpe_symbol){.prev = (int32_t)i - 1, .next = i + 1 == n ? -1 : (int32_t)i + 1,
                               .id = t->byte_token[word[i]], .n = 1};
-    s->n_heap = 0;
+    s->heap.n = 0;
     for (size_t i = 1; i < n && !st; i++) st = try_bigram(s, (int32_t)i - 1, (int32_t)i);
-    while (s->n_heap > 0 && !st) {
-        bpe_bigram b = heap_pop(s);
+    while (s->heap.n > 0 && !st) {
+        tok_bigram b = tok_heap_pop(&s->heap);
         bpe_symbol *l = &sym[b.left], *r = &sym[b.right];
         /* Stale: a side has merged since (its id changed or it is gone). */
         if (l->n == 0 || r->n == 0 || l->id != b.left_id || r->id != b.right_id || l->next != b.right)
@@ -159,7 +114,7 @@ done:
     free(clean);
     free(scratch);
     free(s.sym);
-    free(s.heap);
+    tok_heap_free(&s.heap);
     tok_words_free(&words);
     return st;
 }

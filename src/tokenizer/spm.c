@@ -15,67 +15,20 @@ typedef struct spm_symbol {
     uint32_t off, n;    /* bytes of the escaped text; n = 0 once merged away */
 } spm_symbol;
 
-typedef struct spm_bigram {
-    float score;
-    int32_t left, right;
-    uint32_t size; /* bytes of left + right when the bigram was made */
-} spm_bigram;
-
-/* Heap order: higher score first, then the leftmost (llama.cpp's comparator). */
-static bool bigram_before(const spm_bigram *a, const spm_bigram *b) {
-    if (a->score != b->score) return a->score > b->score;
-    return a->left < b->left;
-}
-
 typedef struct spm_state {
     const dz_tokenizer *t;
     const char *text; /* escaped */
     spm_symbol *sym;
-    spm_bigram *heap;
-    size_t n_heap, cap_heap;
+    tok_heap heap; /* higher score first, then the leftmost (llama.cpp's order) */
 } spm_state;
-
-static dz_status heap_push(spm_state *s, spm_bigram b) {
-    if (s->n_heap == s->cap_heap) {
-        size_t cap = s->cap_heap * 2;
-        spm_bigram *heap = cap <= SIZE_MAX / sizeof *heap ? realloc(s->heap, cap * sizeof *heap) : NULL;
-        if (!heap) return dz_fail(DZ_ERR_NOMEM, "out of memory tokenizing");
-        s->heap = heap;
-        s->cap_heap = cap;
-    }
-    size_t i = s->n_heap++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!bigram_before(&b, &s->heap[parent])) break;
-        s->heap[i] = s->heap[parent];
-        i = parent;
-    }
-    s->heap[i] = b;
-    return DZ_OK;
-}
-
-static spm_bigram heap_pop(spm_state *s) {
-    spm_bigram top = s->heap[0], last = s->heap[--s->n_heap];
-    size_t i = 0, n = s->n_heap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && bigram_before(&s->heap[c + 1], &s->heap[c])) c++;
-        if (!bigram_before(&s->heap[c], &last)) break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (n > 0) s->heap[i] = last;
-    return top;
-}
 
 static dz_status try_bigram(spm_state *s, int32_t left, int32_t right) {
     if (left < 0 || right < 0) return DZ_OK;
     const spm_symbol *l = &s->sym[left], *r = &s->sym[right];
     int32_t id = tok_find(s->t, s->text + l->off, (size_t)l->n + r->n);
     if (id < 0) return DZ_OK;
-    return heap_push(s, (spm_bigram){.score = s->t->score[id], .left = left, .right = right,
-                                     .size = l->n + r->n});
+    return tok_heap_push(&s->heap, (tok_bigram){.priority = s->t->score[id], .left = left,
+                                                .right = right, .size = l->n + r->n});
 }
 
 /* Emits one final symbol: its token, or its bytes as byte tokens. */
@@ -123,9 +76,7 @@ dz_status tok_spm_encode(const dz_tokenizer *t, const char *text, size_t len, bo
     for (size_t off = 0; off < n; off += tok_utf8_len((uint8_t)esc[off])) n_sym++;
     if (n_sym == 0) goto done;
     s.sym = malloc((size_t)n_sym * sizeof *s.sym);
-    s.cap_heap = (size_t)n_sym;
-    s.heap = malloc(s.cap_heap * sizeof *s.heap);
-    if (!s.sym || !s.heap) {
+    if (!s.sym) {
         st = dz_fail(DZ_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
         goto done;
     }
@@ -139,8 +90,8 @@ dz_status tok_spm_encode(const dz_tokenizer *t, const char *text, size_t len, bo
     }
 
     for (int32_t i = 1; i < n_sym && !st; i++) st = try_bigram(&s, i - 1, i);
-    while (s.n_heap > 0 && !st) {
-        spm_bigram b = heap_pop(&s);
+    while (s.heap.n > 0 && !st) {
+        tok_bigram b = tok_heap_pop(&s.heap);
         spm_symbol *l = &s.sym[b.left], *r = &s.sym[b.right];
         /* Stale: one side has merged with something else since. */
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
@@ -154,6 +105,6 @@ dz_status tok_spm_encode(const dz_tokenizer *t, const char *text, size_t len, bo
 done:
     free(esc);
     free(s.sym);
-    free(s.heap);
+    tok_heap_free(&s.heap);
     return st;
 }

@@ -168,6 +168,25 @@ dz_status tok_ids_push(tok_ids *ids, int32_t id);
 
 /* ---- spm.c / bpe.c: one fragment of raw text (no special tokens inside) ---- */
 
+/* A candidate merge of two neighbouring symbols, for both merge loops: SPM
+ * ranks by score (priority = score), BPE by merge rank (priority = -rank).
+ * Higher priority pops first; ties go to the leftmost pair. */
+typedef struct tok_bigram {
+    double priority;
+    int32_t left, right;              /* symbol indexes */
+    uint32_t size;                    /* SPM: bytes of left + right when made */
+    int32_t left_id, right_id, result; /* BPE: the token ids of the rule */
+} tok_bigram;
+
+typedef struct tok_heap {
+    tok_bigram *items;
+    size_t n, cap;
+} tok_heap;
+
+dz_status tok_heap_push(tok_heap *h, tok_bigram b); /* DZ_ERR_NOMEM when it cannot grow */
+tok_bigram tok_heap_pop(tok_heap *h);               /* h->n > 0 */
+void tok_heap_free(tok_heap *h);
+
 dz_status tok_spm_encode(const dz_tokenizer *t, const char *text, size_t len, bool prefix_space,
                          tok_ids *out);
 dz_status tok_bpe_encode(const dz_tokenizer *t, const char *text, size_t len, tok_ids *out);
