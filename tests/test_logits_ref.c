@@ -9,9 +9,14 @@ typedef struct limit {
     double min_top1; /* fraction of positions whose argmax agrees */
 } limit;
 
+/* The single-type files hold every matrix in that type; the _M files are
+ * llama.cpp's mixes (Q3_K_M: Q3_K, Q4_K, Q5_K, Q6_K; Q4_K_M: Q4_K, Q6_K;
+ * Q5_K_M: Q5_K, Q6_K). */
 static const limit limits[] = {
-    {"F32", 1e-8, 0.98},  {"F16", 1e-4, 0.95},  {"BF16", 1e-4, 0.95},
-    {"Q8_0", 5e-4, 0.95}, {"Q4_0", 5e-4, 0.95},
+    {"F32", 1e-8, 0.98},    {"F16", 1e-4, 0.95},    {"BF16", 1e-4, 0.95},   {"Q8_0", 5e-4, 0.95},
+    {"Q4_0", 5e-4, 0.95},   {"Q4_1", 5e-4, 0.95},   {"Q5_0", 5e-4, 0.95},   {"Q5_1", 5e-4, 0.95},
+    {"Q2_K", 2e-3, 0.90},   {"Q3_K_M", 2e-3, 0.90}, {"Q4_K_M", 5e-4, 0.95}, {"Q5_K_M", 5e-4, 0.95},
+    {"Q6_K", 5e-4, 0.95},   {"IQ4_NL", 2e-3, 0.90},
 };
 
 typedef struct logits_file {
@@ -72,7 +77,7 @@ static void check_type(const limit *lim, const char *tokens_txt) {
             agree += argmax(a, ref.n_vocab) == argmax(b, ref.n_vocab);
         }
         double nmse = num / den, top1 = (double)agree / ref.n_tokens;
-        printf("%-5s NMSE %.3e (limit %.0e)  top-1 %.1f%% (limit %.0f%%)\n", lim->type, nmse,
+        printf("%-6s NMSE %.3e (limit %.0e)  top-1 %.1f%% (limit %.0f%%)\n", lim->type, nmse,
                lim->max_nmse, 100 * top1, 100 * lim->min_top1);
         DZT_CHECK(nmse <= lim->max_nmse, "%s: NMSE %.3e > %.0e", lim->type, nmse, lim->max_nmse);
         DZT_CHECK(top1 >= lim->min_top1, "%s: top-1 agreement %.3f < %.2f", lim->type, top1, lim->min_top1);

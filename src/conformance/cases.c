@@ -130,10 +130,15 @@ void conf_dtype_label(dz_op op, const conf_dtype *t, char *buf, size_t size) {
 static const conf_dtype f32_only[] = {T(F32, LIM_F32)};
 /* Dequantizing one value is one rounding at most: equal up to F32 noise. */
 static const conf_dtype get_rows_types[] = {
-    T(F32, EXACT), T(F16, EXACT), T(BF16, EXACT), T(Q8_0, LIM_F32), T(Q4_0, LIM_F32),
+    T(F32, EXACT),     T(F16, EXACT),     T(BF16, EXACT),    T(Q8_0, LIM_F32),   T(Q4_0, LIM_F32),
+    T(Q4_1, LIM_F32),  T(Q5_0, LIM_F32),  T(Q5_1, LIM_F32),  T(IQ4_NL, LIM_F32), T(Q2_K, LIM_F32),
+    T(Q3_K, LIM_F32),  T(Q4_K, LIM_F32),  T(Q5_K, LIM_F32),  T(Q6_K, LIM_F32),
 };
 static const conf_dtype mul_mat_types[] = {
-    T(F32, LIM_F32), T(F16, LIM_HALF), T(BF16, LIM_HALF), T(Q8_0, LIM_QUANT), T(Q4_0, LIM_QUANT),
+    T(F32, LIM_F32),    T(F16, LIM_HALF),   T(BF16, LIM_HALF),  T(Q8_0, LIM_QUANT),
+    T(Q4_0, LIM_QUANT), T(Q4_1, LIM_QUANT), T(Q5_0, LIM_QUANT), T(Q5_1, LIM_QUANT),
+    T(IQ4_NL, LIM_QUANT), T(Q2_K, LIM_QUANT), T(Q3_K, LIM_QUANT), T(Q4_K, LIM_QUANT),
+    T(Q5_K, LIM_QUANT), T(Q6_K, LIM_QUANT),
 };
 static const conf_dtype attention_types[] = {T(F32, LIM_F32), T(F16, LIM_HALF)};
 /* Widening is exact; narrowing may round either way. */
@@ -156,6 +161,10 @@ static const conf_shape get_rows_shapes[] = {
     {.a = {96, 67}, .b = {33}},
     {.a = {256, 3}, .b = {67}}, /* more ids than rows: repeats */
     {.a = {64, 33}, .b = {7}, .flags = CONF_A_SLICED},
+    /* rows long enough for the 256-element blocks of the K-quants */
+    {.a = {512, 9}, .b = {4}},
+    {.a = {256, 33}, .b = {17}},
+    {.a = {768, 5}, .b = {9}, .flags = CONF_A_SLICED},
 };
 
 /* Exact cases carry special values (-0, subnormals, extremes) too. */
@@ -307,6 +316,11 @@ static const conf_shape mul_mat_shapes[] = {
     {.a = {32, 3, 1, 2}, .b = {32, 2, 3, 2}},           /* ... and dims 2, 3 */
     {.a = {64, 17}, .b = {64, 5, 3}, .flags = CONF_B_PERMUTED},
     {.a = {64, 9}, .b = {64, 4}, .flags = CONF_A_SLICED},
+    /* K a multiple of 256, for the K-quants' blocks */
+    {.a = {512, 9}, .b = {512, 4}},
+    {.a = {256, 17, 2}, .b = {256, 5, 4}},
+    {.a = {512, 7}, .b = {512, 3, 2}, .flags = CONF_B_PERMUTED},
+    {.a = {256, 9}, .b = {256, 1}, .flags = CONF_A_SLICED},
 };
 
 static bool build_mul_mat(conf_graph *g, const conf_shape *s, const conf_dtype *t) {

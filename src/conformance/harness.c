@@ -1,7 +1,9 @@
 /* The conformance harness: runs every case of the suite on the device under
- * test (scheduled on [device, cpu]) and on the CPU reference alone, from the
- * same seeded inputs, and judges the difference. */
+ * test (scheduled on [device, cpu-ref]) and on the CPU reference ("cpu-ref")
+ * alone, from the same seeded inputs, and judges the difference. The fast
+ * CPU device ("cpu") is tested like any other device. */
 #include "conformance/conformance_impl.h"
+#include "backends/cpu/cpu.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -327,9 +329,11 @@ dz_status dz_conformance_run(dz_device *dev, const dz_conformance_options *optio
     if ((st = dz_conformance_self_check()) != DZ_OK) return st;
 
     dz_device *cpu = NULL;
-    if ((st = dz_device_open("cpu", &cpu)) != DZ_OK)
+    if ((st = dz_device_open("cpu-ref", &cpu)) != DZ_OK)
         return dz_error_prefix(st, "opening the CPU reference: ");
-    bool dev_is_cpu = dz_device_iface(dev) == dz_cpu_backend_iface();
+    /* A host device needs no fallback: it computes every op the suite has. */
+    const dz_backend_iface *iface = dz_device_iface(dev);
+    bool dev_is_cpu = iface == dz_cpu_backend_iface() || iface == dz_cpu_ref_backend_iface();
     if (opt.n_threads > 0) {
         dz_device_set_threads(cpu, opt.n_threads);
         if (dev_is_cpu) dz_device_set_threads(dev, opt.n_threads);
@@ -346,7 +350,8 @@ dz_status dz_conformance_run(dz_device *dev, const dz_conformance_options *optio
     r->summary.tiers = tiers;
     r->summary.seed = opt.seed;
 
-    /* The device under test falls back to the CPU; a CPU under test needs no fallback. */
+    /* The device under test falls back to the CPU reference; a CPU device
+     * under test needs no fallback. */
     dz_device *pair[2] = {dev, cpu};
     conf_target under_test = {pair, dev_is_cpu ? 1 : 2};
     conf_target reference = {&cpu, 1};

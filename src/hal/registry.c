@@ -1,11 +1,13 @@
 /* The backend registry and device handles: which backends exist, opening a
- * device by name, and its properties. The built-in CPU backend registers
- * itself the first time anything asks the registry. */
+ * device by name, and its properties. The built-in CPU backends ("cpu", the
+ * fast path, and "cpu-ref", the reference) register themselves the first
+ * time anything asks the registry. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cpu/cpu.h"
 #include "hal/hal_impl.h"
 
 enum { MAX_BACKENDS = 16 };
@@ -63,8 +65,10 @@ static dz_status register_checked(const dz_backend_iface *iface) {
 }
 
 static void register_builtins(void) {
-    if (register_checked(dz_cpu_backend_iface()))
-        dz_log(DZ_LOG_ERROR, "built-in cpu backend refused: %s", dz_last_error());
+    const dz_backend_iface *builtins[] = {dz_cpu_backend_iface(), dz_cpu_ref_backend_iface()};
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
+        if (register_checked(builtins[i]))
+            dz_log(DZ_LOG_ERROR, "built-in backend '%s' refused: %s", builtins[i]->name, dz_last_error());
 }
 
 static void ensure_builtins(void) { pthread_once(&builtins_once, register_builtins); }

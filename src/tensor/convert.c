@@ -1,12 +1,6 @@
-/* Scalar conversions (fp16, bf16) and the reference row (de)quantizers.
- *
- * Block layouts are GGUF's:
- *   Q8_0: fp16 d, int8 q[32];            x = q * d
- *   Q4_0: fp16 d, uint8 nibbles[16];     x = (q - 8) * d, low nibbles hold
- *         elements 0..15 and high nibbles elements 16..31.
- * The quantizers round exactly as ggml's reference quantizer does, so files
- * and activations quantized here match llama.cpp's bit for bit. */
-#include <math.h>
+/* Scalar conversions (fp16, bf16) and the by-type entry points of the row
+ * (de)quantizers (the block formats are in quant_legacy.c, quant_iq.c and
+ * quant_k.c; layouts in convert.h). */
 #include <string.h>
 
 #include "tensor/convert.h"
@@ -69,89 +63,22 @@ uint16_t dz_fp32_to_bf16(float f) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
-/* ---- reference quantizers ---- */
-
-/* (int8_t)v for v in range, saturating outside it and 0 for NaN, so that
- * garbage activations stay defined behaviour. */
-static int8_t to_int8(float v) {
-    if (!(v > -128.0f)) return v != v ? 0 : -128;
-    if (v >= 127.0f) return 127;
-    return (int8_t)v;
-}
-
-void dz_quantize_row_q8_0_with(const float *x, dz_block_q8_0 *y, int64_t n, dz_q8_rounding rounding) {
-    for (int64_t b = 0; b < n / DZ_QK8_0; b++, x += DZ_QK8_0) {
-        float amax = 0.0f;
-        for (int j = 0; j < DZ_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / 127.0f;
-        y[b].d = dz_fp32_to_fp16(d);
-        if (rounding == DZ_Q8_ROUND_REFERENCE) {
-            const float id = d != 0.0f ? 1.0f / d : 0.0f;
-            for (int j = 0; j < DZ_QK8_0; j++) y[b].qs[j] = to_int8(roundf(x[j] * id));
-        } else {
-            /* nearbyintf: ties to even in the default rounding mode. */
-            const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-            for (int j = 0; j < DZ_QK8_0; j++) y[b].qs[j] = to_int8(nearbyintf(x[j] * id));
-        }
-    }
-}
-
-void dz_quantize_row_q8_0(const float *x, dz_block_q8_0 *y, int64_t n) {
-    dz_quantize_row_q8_0_with(x, y, n, DZ_Q8_ROUND_REFERENCE);
-}
-
-void dz_dequantize_row_q8_0(const dz_block_q8_0 *x, float *y, int64_t n) {
-    for (int64_t b = 0; b < n / DZ_QK8_0; b++, y += DZ_QK8_0) {
-        const float d = dz_fp16_to_fp32(x[b].d);
-        for (int j = 0; j < DZ_QK8_0; j++) y[j] = (float)x[b].qs[j] * d;
-    }
-}
-
-void dz_quantize_row_q4_0(const float *x, dz_block_q4_0 *y, int64_t n) {
-    for (int64_t b = 0; b < n / DZ_QK4_0; b++, x += DZ_QK4_0) {
-        /* max: the signed value of largest magnitude (first one on ties), so
-         * it maps to -8 exactly and the other side gets the extra level. */
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < DZ_QK4_0; j++) {
-            if (amax < fabsf(x[j])) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
-        const float d = max / -8.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[b].d = dz_fp32_to_fp16(d);
-        for (int j = 0; j < DZ_QK4_0 / 2; j++) {
-            /* (int8_t) truncates toward zero; + 8.5 makes that rounding. */
-            int lo = to_int8(x[j] * id + 8.5f), hi = to_int8(x[j + DZ_QK4_0 / 2] * id + 8.5f);
-            lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
-            hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
-            y[b].qs[j] = (uint8_t)(lo | (hi << 4));
-        }
-    }
-}
-
-void dz_dequantize_row_q4_0(const dz_block_q4_0 *x, float *y, int64_t n) {
-    for (int64_t b = 0; b < n / DZ_QK4_0; b++, y += DZ_QK4_0) {
-        const float d = dz_fp16_to_fp32(x[b].d);
-        for (int j = 0; j < DZ_QK4_0 / 2; j++) {
-            y[j] = (float)((x[b].qs[j] & 0x0f) - 8) * d;
-            y[j + DZ_QK4_0 / 2] = (float)((x[b].qs[j] >> 4) - 8) * d;
-        }
-    }
-}
-
 /* ---- by type ---- */
 
 bool dz_type_can_dequantize(dz_type t) {
     switch (t) {
-    case DZ_TYPE_F32: case DZ_TYPE_F16: case DZ_TYPE_BF16: case DZ_TYPE_Q8_0: case DZ_TYPE_Q4_0:
+    case DZ_TYPE_F32: case DZ_TYPE_F16: case DZ_TYPE_BF16:
+    case DZ_TYPE_Q8_0: case DZ_TYPE_Q4_0: case DZ_TYPE_Q4_1: case DZ_TYPE_Q5_0: case DZ_TYPE_Q5_1:
+    case DZ_TYPE_IQ4_NL:
+    case DZ_TYPE_Q2_K: case DZ_TYPE_Q3_K: case DZ_TYPE_Q4_K: case DZ_TYPE_Q5_K: case DZ_TYPE_Q6_K:
         return true;
     default:
         return false;
     }
 }
 
+/* Every weight format that can be read can be written; the activation-only
+ * formats Q8_1 and Q8_K have their own quantizers in convert.h. */
 bool dz_type_can_quantize(dz_type t) { return dz_type_can_dequantize(t); }
 
 static dz_status check_row(dz_type t, int64_t n, const char *what) {
@@ -180,6 +107,15 @@ dz_status dz_dequantize_row(dz_type t, const void *src, float *dst, int64_t n) {
     }
     case DZ_TYPE_Q8_0: dz_dequantize_row_q8_0(src, dst, n); return DZ_OK;
     case DZ_TYPE_Q4_0: dz_dequantize_row_q4_0(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q4_1: dz_dequantize_row_q4_1(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q5_0: dz_dequantize_row_q5_0(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q5_1: dz_dequantize_row_q5_1(src, dst, n); return DZ_OK;
+    case DZ_TYPE_IQ4_NL: dz_dequantize_row_iq4_nl(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q2_K: dz_dequantize_row_q2_K(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q3_K: dz_dequantize_row_q3_K(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q4_K: dz_dequantize_row_q4_K(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q5_K: dz_dequantize_row_q5_K(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q6_K: dz_dequantize_row_q6_K(src, dst, n); return DZ_OK;
     default:
         return dz_fail(DZ_ERR_UNSUPPORTED, "no dequantizer for type %s", dz_type_name(t));
     }
@@ -202,6 +138,15 @@ dz_status dz_quantize_row(dz_type t, const float *src, void *dst, int64_t n) {
     }
     case DZ_TYPE_Q8_0: dz_quantize_row_q8_0(src, dst, n); return DZ_OK;
     case DZ_TYPE_Q4_0: dz_quantize_row_q4_0(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q4_1: dz_quantize_row_q4_1(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q5_0: dz_quantize_row_q5_0(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q5_1: dz_quantize_row_q5_1(src, dst, n); return DZ_OK;
+    case DZ_TYPE_IQ4_NL: dz_quantize_row_iq4_nl(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q2_K: dz_quantize_row_q2_K(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q3_K: dz_quantize_row_q3_K(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q4_K: dz_quantize_row_q4_K(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q5_K: dz_quantize_row_q5_K(src, dst, n); return DZ_OK;
+    case DZ_TYPE_Q6_K: dz_quantize_row_q6_K(src, dst, n); return DZ_OK;
     default:
         return dz_fail(DZ_ERR_UNSUPPORTED, "no quantizer for type %s", dz_type_name(t));
     }

@@ -1,5 +1,6 @@
-/* Internals of the CPU reference backend shared by its files: the thread
- * pool, the per-node job, and the kernels (one function per op). */
+/* Internals of the CPU backend shared by its files: the thread pool, the
+ * per-node job, and the reference kernels (one function per op). The fast
+ * path's internals are in fast/fast.h. */
 #ifndef DZ_CPU_IMPL_H
 #define DZ_CPU_IMPL_H
 
@@ -16,9 +17,14 @@ dz_status dz_cpu_pool_create(int n_threads, dz_cpu_pool **out);
 void dz_cpu_pool_destroy(dz_cpu_pool *pool); /* NULL is a no-op */
 int dz_cpu_pool_size(const dz_cpu_pool *pool);
 /* Runs fn on every thread of the pool and returns when all have finished.
- * Workers sleep on a condition variable between runs (no busy waiting).
- * pool NULL runs fn(arg, 0, 1) on the caller. */
+ * Workers spin briefly after a run, then sleep on a condition variable (no
+ * busy waiting when idle). pool NULL runs fn(arg, 0, 1) on the caller.
+ * One run at a time: not thread-safe for one pool. */
 void dz_cpu_pool_run(dz_cpu_pool *pool, dz_cpu_task_fn fn, void *arg);
+/* Called by every thread of a run (all n_threads of them): returns once all
+ * have arrived; writes before it are visible to every thread after it.
+ * NULL or a single-thread pool: returns at once. */
+void dz_cpu_pool_barrier(dz_cpu_pool *pool);
 
 /* ---- jobs ---- */
 
@@ -41,6 +47,17 @@ typedef struct dz_cpu_scratch {
 /* Computes one node with the pool (NULL: on the caller only), using and
  * growing *scratch. Same contract as dz_cpu_compute_node. */
 dz_status dz_cpu_run_node(dz_cpu_pool *pool, dz_cpu_scratch *scratch, const dz_tensor *node);
+/* Everything dz_cpu_run_node checks before computing: the node is supported,
+ * its tensors have memory, its data is valid (dz_cpu_check_data). DZ_OK for
+ * NONE/VIEW. Sets the error message on failure. */
+dz_status dz_cpu_check_node(const dz_tensor *node);
+/* Data checks that depend on values, not shapes: GET_ROWS ids inside the
+ * table. (ids are always leaves: no op produces I32.) */
+dz_status dz_cpu_check_data(const dz_tensor *node);
+
+/* The reference kernel of an op (NULL for NONE/VIEW). */
+typedef void (*dz_cpu_kernel_fn)(const dz_cpu_job *job, int ith, int nth);
+dz_cpu_kernel_fn dz_cpu_kernel_of(dz_op op);
 
 /* Rows [*lo, *hi) of n that thread ith of nth handles. */
 static inline void dz_cpu_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {

@@ -1,5 +1,5 @@
-/* Which nodes the CPU reference computes, and computing one node: checks,
- * scratch memory, then the kernel on every thread. */
+/* Which nodes the CPU backend computes, and computing one node with the
+ * reference kernels: checks, scratch memory, then the kernel on every thread. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,7 +84,7 @@ bool dz_cpu_supports_node(const dz_tensor *node) {
 }
 
 /* Data checks the kernels cannot report from their threads. */
-static dz_status check_data(const dz_tensor *node) {
+dz_status dz_cpu_check_data(const dz_tensor *node) {
     if (node->op == DZ_OP_GET_ROWS) {
         const dz_tensor *table = node->src[0], *ids = node->src[1];
         for (int64_t i = 0; i < ids->ne[0]; i++) {
@@ -98,9 +98,7 @@ static dz_status check_data(const dz_tensor *node) {
     return DZ_OK;
 }
 
-typedef void (*kernel_fn)(const dz_cpu_job *job, int ith, int nth);
-
-static kernel_fn kernel_of(dz_op op) {
+dz_cpu_kernel_fn dz_cpu_kernel_of(dz_op op) {
     switch (op) {
     case DZ_OP_GET_ROWS: return dz_cpu_get_rows;
     case DZ_OP_ADD: case DZ_OP_MUL: return dz_cpu_binary;
@@ -116,7 +114,7 @@ static kernel_fn kernel_of(dz_op op) {
 }
 
 typedef struct task {
-    kernel_fn kernel;
+    dz_cpu_kernel_fn kernel;
     dz_cpu_job job;
 } task;
 
@@ -127,7 +125,7 @@ static void run_task(void *arg, int ith, int nth) {
 
 static size_t align_up(size_t n) { return (n + 63) & ~(size_t)63; }
 
-dz_status dz_cpu_run_node(dz_cpu_pool *pool, dz_cpu_scratch *scratch, const dz_tensor *node) {
+dz_status dz_cpu_check_node(const dz_tensor *node) {
     if (!node) return dz_fail(DZ_ERR_ARG, "cpu: NULL node");
     if (node->op == DZ_OP_NONE || node->op == DZ_OP_VIEW) return DZ_OK;
     if (!dz_cpu_supports_node(node)) {
@@ -141,8 +139,12 @@ dz_status dz_cpu_run_node(dz_cpu_pool *pool, dz_cpu_scratch *scratch, const dz_t
         if (node->src[i] && !node->src[i]->data && dz_nelements(node->src[i]) > 0)
             return dz_fail(DZ_ERR_ARG, "cpu: operand %d '%s' of node '%s' has no memory", i, node->src[i]->name,
                            node->name);
-    dz_status st = check_data(node);
-    if (st) return st;
+    return dz_cpu_check_data(node);
+}
+
+dz_status dz_cpu_run_node(dz_cpu_pool *pool, dz_cpu_scratch *scratch, const dz_tensor *node) {
+    dz_status st = dz_cpu_check_node(node);
+    if (st || node->op == DZ_OP_NONE || node->op == DZ_OP_VIEW) return st;
 
     int nth = dz_cpu_pool_size(pool);
     size_t shared = node->op == DZ_OP_MUL_MAT ? align_up(dz_cpu_mul_mat_shared_bytes(node)) : 0;
@@ -157,7 +159,7 @@ dz_status dz_cpu_run_node(dz_cpu_pool *pool, dz_cpu_scratch *scratch, const dz_t
         scratch->size = need;
     }
     char *base = scratch->mem;
-    task t = {kernel_of(node->op), {node, base, base ? base + shared : NULL, per_thread}};
+    task t = {dz_cpu_kernel_of(node->op), {node, base, base ? base + shared : NULL, per_thread}};
     if (node->op == DZ_OP_MUL_MAT) dz_cpu_mul_mat_prepare(node, t.job.shared);
     dz_cpu_pool_run(pool, run_task, &t);
     return DZ_OK;
