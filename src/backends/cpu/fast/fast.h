@@ -38,13 +38,16 @@ typedef enum dz_fast_qfmt { DZ_FAST_Q4_0, DZ_FAST_Q8_0, DZ_FAST_QFMT_COUNT } dz_
  *          ggml's hsum_float_8 order ((l4+l0)+(l6+l2)) + ((l5+l1)+(l7+l3)). */
 typedef enum dz_fast_sum { DZ_FAST_SUM_SINGLE, DZ_FAST_SUM_LANES } dz_fast_sum;
 
-/* One prepared activation row of k elements (k a multiple of 32) at base:
- *   int8 q[k] at 0; float d[k/32] at d_off (block scales, fp16-rounded);
- *   int32 corr4[k/4] at corr4_off (-o * sum of each 4 q);
- *   int32 corr32[k/32] at corr32_off (-o * sum of each block's q).
+/* One prepared activation row of k elements at base:
+ *   int8 q[k] at 0;
+ *   float d[] at d_off: the scale of each block (Q8_0: k/32, fp16-rounded;
+ *       Q8_K: k/256);
+ *   int32 corr4[k/4] at corr4_off: -o * the sum of each 4 q;
+ *   int32 corr32[k/32] at corr32_off: -o * the sum of each 32 (Q8_0);
+ *   int16 gsum[k/32] at gsum_off: the sum of each 32 q (Q8_K).
  * Rows are stride bytes apart. */
 typedef struct dz_fast_xq_layout {
-    size_t stride, d_off, corr4_off, corr32_off;
+    size_t stride, d_off, corr4_off, corr32_off, gsum_off;
 } dz_fast_xq_layout;
 
 dz_fast_xq_layout dz_fast_xq_layout_for(int64_t k);
@@ -101,6 +104,26 @@ typedef struct dz_fast_qgemv_args {
     dz_fast_sum sum;
 } dz_fast_qgemv_args;
 
+/* ---- K-quants (Q4_K, Q6_K) against Q8_K activations ----
+ * Their reference (= llama.cpp's AVX2 vec_dot) keeps 8 integer lanes per
+ * 32-element group, lane l summing elements 4l..4l+3 times the group's
+ * scale across a super-block: exactly the int32 lanes of a byte product of
+ * 32 bytes, so these kernels keep each row's 8 lanes in a 256-bit half and
+ * read weights row by row. out[c * ldo + r] for r < rows, c < m. */
+typedef enum dz_fast_kfmt { DZ_FAST_Q4_K, DZ_FAST_Q6_K, DZ_FAST_KFMT_COUNT } dz_fast_kfmt;
+
+typedef struct dz_fast_kgemm_args {
+    const char *w;          /* row 0 */
+    size_t row_bytes;
+    int64_t rows;
+    int64_t nsb;            /* super-blocks of 256 per row */
+    const char *x;          /* prepared X row 0 (Q8_K) */
+    dz_fast_xq_layout xl;
+    int64_t m;
+    float *out;
+    size_t ldo;
+} dz_fast_kgemm_args;
+
 /* ---- float matmul (F32, F16 weights) ----
  * out[c * ldo + r] = sum_k w[r][k] * x[c][k] for r < n, c < m. F16 weights
  * are converted exactly; x holds floats (for F16 weights already rounded to
@@ -130,6 +153,11 @@ typedef struct dz_fast_kernels {
      * the offset sums corr4 (n/4) and corr32 (n/32) for offset o. */
     void (*quantize_q8_0)(const float *x, int64_t n, int o, int8_t *q, float *d, int32_t *corr4,
                           int32_t *corr32);
+    /* n floats (n a multiple of 256) -> q, d (n/256) bit for bit
+     * dz_quantize_row_q8_K, corr4 for offset o, gsum. */
+    void (*quantize_q8_K)(const float *x, int64_t n, int o, int8_t *q, float *d, int32_t *corr4, int16_t *gsum);
+    /* NULL where the level has none (the reference computes those). */
+    void (*kgemm[DZ_FAST_KFMT_COUNT])(const dz_fast_kgemm_args *a);
     /* Packers by format; NULL: the portable one in fast_matmul.c. */
     dz_fast_pack_fn pack[DZ_FAST_QFMT_COUNT];
     /* Panel times a single X row, fused (decode); NULL: pack, then qgemm. */
@@ -184,7 +212,8 @@ struct dz_fast_task {
     int n_threads;
     union {                  /* planner's notes */
         struct {
-            int qfmt;            /* dz_fast_qfmt, or -1 for float weights */
+            int qfmt;            /* dz_fast_qfmt, or -1 (float or K-quant weights) */
+            int kfmt;            /* dz_fast_kfmt, or -1 */
             dz_fast_sum sum;
             int offset;          /* o of the format */
             bool x_private;      /* each thread prepares all of X in its own memory */

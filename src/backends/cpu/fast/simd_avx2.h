@@ -98,3 +98,28 @@ static inline void vi_store_i8(int8_t *p, vi a) {
     __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
     _mm_storel_epi64((__m128i *)p, _mm_packs_epi16(w, w));
 }
+
+/* ---- K-quants: vectors of KQP rows, each 256-bit half one row's 8 lanes ---- */
+#define SIMD_KQUANTS
+#define SIMD_KQP 1
+#define SIMD_KRP 2
+#define SIMD_KNC 1
+static inline vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
+static inline vi vi_srl4(vi a) { return _mm256_srli_epi16(a, 4); }
+static inline vi vi_sll4(vi a) { return _mm256_slli_epi16(a, 4); }
+static inline vi vi_sll2(vi a) { return _mm256_slli_epi16(a, 2); }
+static inline vi vi_srl2(vi a) { return _mm256_srli_epi16(a, 2); }
+static inline vi vi_or(vi a, vi b) { return _mm256_or_si256(a, b); }
+static inline vi vi_set1_8(int8_t a) { return _mm256_set1_epi8(a); }
+static inline vi vi_madd16(vi a, vi b) { return _mm256_madd_epi16(a, b); }
+static inline vi vk_load_rows(const char *const *rowp, size_t off) { return _mm256_loadu_si256((const __m256i *)(rowp[0] + off)); }
+static inline vi vk_bcast32(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline vi vk_bcast16(const void *p) { return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p)); }
+static inline vi vk_rows_44(const int32_t lo[1], const int32_t hi[1]) {
+    return _mm256_setr_epi32(lo[0], lo[0], lo[0], lo[0], hi[0], hi[0], hi[0], hi[0]);
+}
+static inline vf vk_groups_f(const float *v, int n) {
+    float t[8];
+    for (int i = 0; i < 8; i++) t[i] = v[i / (8 / n)];
+    return _mm256_loadu_ps(t);
+}

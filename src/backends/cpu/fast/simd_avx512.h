@@ -88,3 +88,37 @@ static inline vi vi_dot4_narrow(vi acc, vi w, vi x) { return _mm512_dpbusd_epi32
 static inline vi vi_dot4_wide(vi acc, vi w, vi x) { return _mm512_dpbusd_epi32(acc, w, x); }
 /* VL int32 in -128..127 to VL bytes. */
 static inline void vi_store_i8(int8_t *p, vi a) { _mm_storeu_si128((__m128i *)p, _mm512_cvtsepi32_epi8(a)); }
+
+/* ---- K-quants: vectors of KQP rows, each 256-bit half one row's 8 lanes ---- */
+#define SIMD_KQUANTS
+#define SIMD_KQP 2 /* rows per vector */
+#define SIMD_KRP 2 /* row vectors per tile: 4 rows */
+#define SIMD_KNC 3 /* columns per tile */
+static inline vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
+static inline vi vi_srl4(vi a) { return _mm512_srli_epi16(a, 4); }
+static inline vi vi_sll4(vi a) { return _mm512_slli_epi16(a, 4); }
+static inline vi vi_sll2(vi a) { return _mm512_slli_epi16(a, 2); }
+static inline vi vi_srl2(vi a) { return _mm512_srli_epi16(a, 2); }
+static inline vi vi_or(vi a, vi b) { return _mm512_or_si512(a, b); }
+static inline vi vi_set1_8(int8_t a) { return _mm512_set1_epi8(a); }
+static inline vi vi_madd16(vi a, vi b) { return _mm512_madd_epi16(a, b); }
+/* 32 bytes at rowp[h] + off in half h */
+static inline vi vk_load_rows(const char *const *rowp, size_t off) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rowp[0] + off))),
+                              _mm256_loadu_si256((const __m256i *)(rowp[1] + off)), 1);
+}
+/* 32 bytes at p in every half */
+static inline vi vk_bcast32(const void *p) { return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p)); }
+/* 16 bytes at p in every 128-bit lane */
+static inline vi vk_bcast16(const void *p) { return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)p)); }
+/* half h: lanes 0-3 = lo[h], lanes 4-7 = hi[h] */
+static inline vi vk_rows_44(const int32_t lo[2], const int32_t hi[2]) {
+    return _mm512_setr_epi32(lo[0], lo[0], lo[0], lo[0], hi[0], hi[0], hi[0], hi[0], lo[1], lo[1], lo[1], lo[1], hi[1],
+                             hi[1], hi[1], hi[1]);
+}
+/* float vector: lanes of group g (VL / n lanes each) = v[g] */
+static inline vf vk_groups_f(const float *v, int n) {
+    float t[16];
+    for (int i = 0; i < 16; i++) t[i] = v[i / (16 / n)];
+    return _mm512_loadu_ps(t);
+}
