@@ -6,14 +6,15 @@
  * ops (add, mul, copies, rope) must be bit-identical; the rest must agree
  * within NMSE limits far below the conformance suite's. Also: the
  * activation quantizer of every level against the reference's, the device
- * pair "cpu"/"cpu-ref", DZ_CPU_ISA, and a whole graph through the fast
- * executor. */
+ * pair "cpu"/"cpu-ref", DZ_CPU_ISA, a whole graph through the fast
+ * executor, and the conformance suite on "cpu" at every level. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backends/cpu/cpu.h"
 #include "backends/cpu/fast/fast.h"
+#include "dizuo/conformance.h"
 #include "dizuo/tensor.h"
 #include "dztest.h"
 #include "tensor/convert.h"
@@ -169,7 +170,7 @@ static void mul_mat_case(dz_type wt, int64_t K, int64_t N, int64_t M, int64_t b2
 }
 
 static void test_mul_mat(void) {
-    const dz_type types[] = {DZ_TYPE_Q4_0, DZ_TYPE_Q8_0, DZ_TYPE_F16, DZ_TYPE_F32, DZ_TYPE_BF16, DZ_TYPE_Q4_K};
+    const dz_type types[] = {DZ_TYPE_Q4_0, DZ_TYPE_Q8_0, DZ_TYPE_Q4_K, DZ_TYPE_Q6_K, DZ_TYPE_F16, DZ_TYPE_F32, DZ_TYPE_BF16, DZ_TYPE_Q5_K};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         const dz_type wt = types[t];
         const int64_t k0 = dz_type_info((int)wt)->block_size > 32 ? 256 : 32;
@@ -418,6 +419,28 @@ static void test_devices(void) {
     DZT_EQ_STR(dz_cpu_isa_name(DZ_CPU_ISA_COUNT), "?");
 }
 
+/* The conformance suite on the "cpu" device at every level DZ_CPU_ISA can
+ * choose (the harness compares against "cpu-ref"): every case native, none
+ * failed. */
+static void test_conformance_levels(void) {
+    for (int isa = 0; isa <= (int)dz_cpu_isa_supported(); isa++) {
+        setenv("DZ_CPU_ISA", isa_label[isa], 1);
+        dz_device *dev = NULL;
+        DZT_OK(dz_device_open("cpu", &dev));
+        dz_conformance_report *r = NULL;
+        if (dev) DZT_OK(dz_conformance_run(dev, NULL, &r));
+        if (r) {
+            const dz_conformance_summary *s = dz_conformance_report_summary(r);
+            DZT_CHECK(s->n_failed == 0 && s->n_native == s->n_cases && s->n_cases >= 150,
+                      "conformance of cpu [%s]: %d cases, %d native, %d failed", isa_label[isa], (int)s->n_cases,
+                      (int)s->n_native, (int)s->n_failed);
+        }
+        dz_conformance_report_destroy(r);
+        dz_device_close(dev);
+    }
+    unsetenv("DZ_CPU_ISA");
+}
+
 /* Refusals are the reference's: unsupported nodes, missing memory, bad ids. */
 static void test_refusals(void) {
     dz_tensor *w = tensor(DZ_TYPE_Q4_0, 64, 3, 1, 1, 0), *x = tensor(DZ_TYPE_F32, 32, 2, 1, 1, 0);
@@ -439,6 +462,7 @@ int main(void) {
     test_rope_softmax();
     test_attention();
     test_devices();
+    test_conformance_levels();
     test_refusals();
     return dzt_done();
 }

@@ -3,15 +3,24 @@
  *
  * Structure. The executor (fast_graph.c) turns a graph into one task per
  * node, sizes the scratch memory once, and runs all nodes in a single pool
- * run with one barrier between nodes. Each op's task (fast_matmul.c,
+ * run, the threads meeting at a barrier between nodes unless the next node
+ * cannot touch what the nodes since the last barrier touch. Each op's task (fast_matmul.c,
  * fast_ops.c, fast_attention.c) splits its work across the threads and calls
  * the kernels of the chosen ISA level through a dz_fast_kernels table.
  * The tables are made from one source (kernels.inc) compiled once per level
  * (kernels_<level>.c) over a small vector vocabulary (simd_<level>.h).
  *
- * Quantized matmul. Weights stream through "panels": R rows (R = the table's
- * qrows) of a quantized matrix unpacked into 8-bit levels, laid out so that
- * one vector holds the same 4 consecutive elements of R rows:
+ * Formats without a fast kernel at the chosen level (BF16, Q4_1, Q5_x, Q2_K,
+ * Q3_K, Q5_K, IQ4_NL matmuls; GET_ROWS; strided layouts the fast kernels do
+ * not take) run the reference kernel inside the same run.
+ *
+ * Every fast quantized matmul is bit-identical to the reference (and so to
+ * llama.cpp's x86 arithmetic, which the reference reproduces) at every level
+ * with fused multiply-add; SSE2, without it, differs in the last bits.
+ *
+ * Quantized matmul, Q4_0 and Q8_0. Weights stream through "panels": R rows
+ * (R = the table's qrows) of a quantized matrix unpacked into 8-bit levels,
+ * laid out so that one vector holds the same 4 consecutive elements of R rows:
  *   panel[((b * 8 + g) * R + r) * 4 + j] = level of row r, element 32b + 4g + j, plus o
  * where o is the format's offset making levels unsigned (Q4_0: 8; Q8_0: the
  * table's wide_offset). One multiply-add of 4-byte groups (vpdpbusd and its
@@ -19,7 +28,12 @@
  * with 4 activations: exactly ggml's integer "lanes", so the float sums can
  * follow the reference's (= llama.cpp's) order bit for bit. Activations are
  * quantized to Q8_0 exactly as the reference does (dz_fast_kernels.quantize_q8_0)
- * and stored with the sums that undo the offset o. */
+ * and stored with the sums that undo the offset o. With one X row (decode)
+ * the levels go from the weights straight to the multiply-adds (qgemv);
+ * with many, a packed panel serves every X row (qgemm).
+ *
+ * K-quants (Q4_K, Q6_K) keep each row's 8 lanes in a 256-bit half instead
+ * (kgemm, see below); F32/F16 weights run in float (fgemm, fgemm_packed). */
 #ifndef DZ_CPU_FAST_H
 #define DZ_CPU_FAST_H
 
@@ -122,6 +136,8 @@ typedef struct dz_fast_kgemm_args {
     int64_t m;
     float *out;
     size_t ldo;
+    const char *next_w;     /* rows the caller reads next (same stride), or NULL: prefetched meanwhile */
+    bool cold;              /* nothing of w is on its way yet: prefetch the first tile first */
 } dz_fast_kgemm_args;
 
 /* ---- float matmul (F32, F16 weights) ----
@@ -139,7 +155,25 @@ typedef struct dz_fast_fgemm_args {
     int64_t k;
     float *out;
     size_t ldo;
+    const char *next_w;     /* rows the caller reads next (same stride), or NULL: prefetched meanwhile */
 } dz_fast_fgemm_args;
+
+/* ---- attention: a block of query rows sharing one K/V head ----
+ * out row r = softmax over j < visible[r] of (scale * q_r . k_j + mask_r[j])
+ * applied to v_j, with an online softmax over tiles of SIMD_VL keys (each
+ * tile of K transposed once for all rows). */
+typedef struct dz_fast_attn_args {
+    const float *q;          /* rows x hd, adjacent */
+    int rows;
+    int64_t hd;
+    const int64_t *visible;  /* keys each row sees (a prefix) */
+    const float *const *mask;/* per row: mask[r][j] added to the scaled score, or NULL */
+    const char *k, *v;       /* key / value j at k + j * kv_stride (hd adjacent floats) */
+    size_t kv_stride;
+    float scale;
+    float *const *out;       /* per row: hd floats */
+    float *scratch;          /* dz_fast_attn_scratch(rows, hd) floats */
+} dz_fast_attn_args;
 
 /* ---- the kernel table of one ISA level ---- */
 
@@ -182,7 +216,14 @@ typedef struct dz_fast_kernels {
     float (*max)(const float *x, int64_t n);                    /* -inf for n = 0 */
     /* x = exp(x - m) in place; returns the sum of the results in double. */
     double (*exp_sum)(float *x, float m, int64_t n);
+    void (*attend)(const dz_fast_attn_args *a);
 } dz_fast_kernels;
+
+/* Floats of scratch dz_fast_kernels.attend needs (for any level). */
+static inline size_t dz_fast_attn_scratch(int rows, int64_t hd) {
+    const size_t hdp = (size_t)(hd + 15) / 16 * 16;
+    return (size_t)rows * hdp + hdp * 16 + 2 * (size_t)rows + 16 * (size_t)rows + 64;
+}
 
 extern const dz_fast_kernels dz_fast_kernels_scalar;
 #if defined(__x86_64__)
@@ -204,12 +245,16 @@ struct dz_fast_task {
     const dz_fast_kernels *k;
     dz_cpu_pool *pool;       /* for a barrier inside a task (all threads call it) */
     dz_fast_fn fn;
+    /* Optional: called by each thread while it waits for the node before
+     * this one to finish, to prefetch what it will read first. */
+    void (*warm)(const dz_fast_task *t, int ith, int nth);
     size_t shared_bytes;     /* sizes asked for by the planner ... */
-    size_t thread_bytes;
+    size_t thread_bytes;     /* (the executor then sets it to the stride between threads' memory) */
     char *shared;            /* ... and the memory given by the executor */
     char *per_thread;        /* thread ith's at per_thread + ith * thread_bytes */
     _Atomic int64_t next;    /* work items handed out so far (dynamic scheduling) */
     int n_threads;
+    bool barrier_before;     /* the threads meet before this task starts (see fast_graph.c) */
     union {                  /* planner's notes */
         struct {
             int qfmt;            /* dz_fast_qfmt, or -1 (float or K-quant weights) */

@@ -1,69 +1,65 @@
 /* ATTENTION on the fast path: for head h and query t,
  *   out[h][t] = softmax(scale * q . k_j + mask[t][j]) . v_j over visible j,
- * with an online softmax over tiles of keys, so memory per thread is one
- * tile of scores, never S x T. A work item is one head of one query
- * position (decode has one position: its heads are what the threads share);
- * items are handed out dynamically, as causal rows differ in length.
- * F32 K and V with adjacent elements; other layouts run the reference. */
+ * with an online softmax over tiles of keys (dz_fast_kernels.attend), so
+ * memory per thread is one tile, never S x T. A work item is a block of up
+ * to Q_BLOCK query positions times the query heads of one K/V head (GQA):
+ * they share every tile of K and V. Items are handed out dynamically, as
+ * causal rows differ in length; decode has one position, so its K/V heads
+ * are what the threads share. F32 K and V with adjacent elements; other
+ * layouts run the reference. */
 #include <math.h>
 #include <string.h>
 
 #include "backends/cpu/fast/fast.h"
 
-enum { TILE = 128 }; /* keys per tile of scores */
+enum { Q_BLOCK = 4 };
 
 static bool adjacent(const dz_tensor *t) { return t->type == DZ_TYPE_F32 && t->nb[0] == sizeof(float); }
 
-static void attend_row(const dz_fast_task *t, int64_t h, int64_t qt, float *q, float *acc, float *s) {
-    const dz_tensor *out = t->node, *qs = out->src[0], *k = out->src[1], *v = out->src[2], *mask = out->src[3];
-    const dz_fast_kernels *kt = t->k;
-    const int64_t hd = qs->ne[0], n_head = qs->ne[1], S = k->ne[2], kvh = h / (n_head / k->ne[1]);
-    const float scale = out->params.f[0];
-    const bool causal = out->params.i[1] != 0;
-    const int64_t n_past = out->params.i[2];
-    const int64_t visible = causal && n_past + qt + 1 < S ? n_past + qt + 1 : S;
-
-    const char *qrow = dz_cpu_at(qs, 0, h, qt, 0);
-    for (int64_t d = 0; d < hd; d++) memcpy(&q[d], qrow + (size_t)d * qs->nb[0], sizeof(float));
-    memset(acc, 0, (size_t)hd * sizeof *acc);
-    float m = -INFINITY;
-    double l = 0.0;
-    for (int64_t j0 = 0; j0 < visible; j0 += TILE) {
-        const int64_t nj = visible - j0 < TILE ? visible - j0 : TILE;
-        for (int64_t j = 0; j < nj; j++) {
-            s[j] = kt->dot(q, (const float *)dz_cpu_at(k, 0, kvh, j0 + j, 0), hd) * scale;
-            if (mask) s[j] += *(const float *)dz_cpu_at(mask, j0 + j, qt, 0, 0);
-        }
-        const float tile_max = kt->max(s, nj), m_new = tile_max > m ? tile_max : m;
-        if (m_new == -INFINITY) continue; /* nothing visible yet */
-        if (m != m_new && m != -INFINITY) { /* rescale what was summed under the old max */
-            const float c = expf(m - m_new);
-            for (int64_t d = 0; d < hd; d++) acc[d] *= c;
-            l *= (double)c;
-        }
-        m = m_new;
-        l += kt->exp_sum(s, m, nj);
-        for (int64_t j = 0; j < nj; j++)
-            if (s[j] != 0.0f) kt->axpy(s[j], (const float *)dz_cpu_at(v, 0, kvh, j0 + j, 0), acc, hd);
-    }
-    float *dst = (float *)dz_cpu_at(out, 0, h, qt, 0);
-    const float inv = l > 0.0 ? (float)(1.0 / l) : 0.0f; /* all hidden: zeros, as the reference */
-    for (int64_t d = 0; d < hd; d++) dst[d] = acc[d] * inv;
+/* Per thread: scratch for attend, then q rows, visible counts and row pointers. */
+static size_t thread_floats(const dz_tensor *node) {
+    const int64_t hd = node->src[0]->ne[0], group = node->src[0]->ne[1] / node->src[1]->ne[1];
+    const int rows = (int)(group * Q_BLOCK);
+    return dz_fast_attn_scratch(rows, hd) + (size_t)rows * (size_t)hd + 1 + (size_t)rows * 6 + 16;
 }
 
 static void run_attention(dz_fast_task *t, int ith, int nth) {
     (void)nth;
-    const dz_tensor *q = t->node->src[0];
-    const int64_t hd = q->ne[0], n_head = q->ne[1], T = q->ne[2];
-    float *mine = (float *)(t->per_thread + (size_t)ith * t->thread_bytes);
-    float *qv = mine, *acc = mine + hd, *s = mine + 2 * hd;
-    for (int64_t it; (it = dz_fast_next_item(t, T * n_head)) >= 0;) attend_row(t, it % n_head, it / n_head, qv, acc, s);
+    const dz_tensor *out = t->node, *q = out->src[0], *k = out->src[1], *v = out->src[2], *mask = out->src[3];
+    const int64_t hd = q->ne[0], n_head = q->ne[1], T = q->ne[2], n_kv = k->ne[1], group = n_head / n_kv;
+    const bool causal = out->params.i[1] != 0;
+    const int64_t n_past = out->params.i[2], S = k->ne[2];
+    const int max_rows = (int)(group * Q_BLOCK);
+    float *scratch = (float *)(t->per_thread + (size_t)ith * t->thread_bytes);
+    float *qrows = scratch + dz_fast_attn_scratch(max_rows, hd);
+    int64_t *visible = (int64_t *)(qrows + ((size_t)max_rows * (size_t)hd + 1) / 2 * 2); /* 8-byte aligned */
+    const float **masks = (const float **)(visible + max_rows);
+    float **outs = (float **)(masks + max_rows);
+    const int64_t blocks = (T + Q_BLOCK - 1) / Q_BLOCK;
+    for (int64_t it; (it = dz_fast_next_item(t, blocks * n_kv)) >= 0;) {
+        const int64_t kvh = it % n_kv, t0 = it / n_kv * Q_BLOCK, t1 = t0 + Q_BLOCK < T ? t0 + Q_BLOCK : T;
+        int rows = 0;
+        for (int64_t qt = t0; qt < t1; qt++)
+            for (int64_t h = kvh * group; h < (kvh + 1) * group; h++, rows++) {
+                const char *src = dz_cpu_at(q, 0, h, qt, 0);
+                for (int64_t d = 0; d < hd; d++) memcpy(&qrows[rows * hd + d], src + (size_t)d * q->nb[0], sizeof(float));
+                visible[rows] = causal && n_past + qt + 1 < S ? n_past + qt + 1 : S;
+                masks[rows] = mask ? (const float *)dz_cpu_at(mask, 0, qt, 0, 0) : NULL;
+                outs[rows] = (float *)dz_cpu_at(out, 0, h, qt, 0);
+            }
+        const dz_fast_attn_args a = {.q = qrows, .rows = rows, .hd = hd, .visible = visible,
+                                     .mask = mask ? masks : NULL, .k = dz_cpu_at(k, 0, kvh, 0, 0),
+                                     .v = dz_cpu_at(v, 0, kvh, 0, 0), .kv_stride = k->nb[2],
+                                     .scale = out->params.f[0], .out = outs, .scratch = scratch};
+        t->k->attend(&a);
+    }
 }
 
 bool dz_fast_plan_attention(dz_fast_task *t) {
-    const dz_tensor *n = t->node;
-    if (!adjacent(n->src[1]) || !adjacent(n->src[2]) || (n->src[3] && !adjacent(n->src[3]))) return false;
+    const dz_tensor *n = t->node, *k = n->src[1], *v = n->src[2], *mask = n->src[3];
+    /* K and V rows of equal stride (attend steps both by one stride). */
+    if (!adjacent(k) || !adjacent(v) || k->nb[2] != v->nb[2] || (mask && !adjacent(mask))) return false;
     t->fn = run_attention;
-    t->thread_bytes = (size_t)(2 * n->src[0]->ne[0] + TILE) * sizeof(float);
+    t->thread_bytes = thread_floats(n) * sizeof(float);
     return true;
 }

@@ -1,9 +1,16 @@
 /* The fast path's executor: a graph becomes one task per node, planned and
- * checked before anything runs, with the scratch memory of the largest
- * node allocated once; then a single pool run walks all nodes, the threads
- * meeting at one barrier between consecutive nodes. Ops without a fast
- * kernel (or shapes the fast kernels do not take) run the reference kernel
- * inside the same run. */
+ * checked before anything runs, with the scratch memory allocated once;
+ * then a single pool run walks all nodes. Ops without a fast kernel (or
+ * shapes the fast kernels do not take) run the reference kernel inside the
+ * same run.
+ *
+ * Barriers. The threads meet between two nodes unless the second cannot
+ * conflict with any node run since the last meeting: it reads nothing they
+ * write, writes nothing they read or write (byte ranges of the tensors),
+ * and neither uses the shared scratch memory. Then a thread that finishes
+ * its share of one node starts the next (decode's q, k and v projections,
+ * say) while the other is still busy. Each thread's private scratch is one
+ * region for the whole run, so consecutive tasks never overlap in it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +71,46 @@ dz_status dz_fast_engine_set_threads(dz_fast_engine *e, int n_threads) {
     return DZ_OK;
 }
 
+/* ---- barriers ---- */
+
+enum { SEGMENT_MAX = 8 }; /* nodes between two barriers, at most */
+
+typedef struct span {
+    const char *lo, *hi;
+} span;
+
+static span span_of(const dz_tensor *t) {
+    const char *lo = t->data;
+    return (span){lo, lo + dz_nbytes(t)};
+}
+
+static bool overlap(span a, span b) { return a.lo < b.hi && b.lo < a.hi; }
+
+/* Does b conflict with a (run concurrently)? b reads what a writes, or
+ * writes what a reads or writes. */
+static bool conflict(const dz_fast_task *a, const dz_fast_task *b) {
+    const span aw = span_of(a->node), bw = span_of(b->node);
+    if (overlap(aw, bw)) return true;
+    for (int i = 0; i < DZ_MAX_SRC; i++) {
+        if (b->node->src[i] && dz_nelements(b->node->src[i]) > 0 && overlap(aw, span_of(b->node->src[i])))
+            return true;
+        if (a->node->src[i] && dz_nelements(a->node->src[i]) > 0 && overlap(bw, span_of(a->node->src[i])))
+            return true;
+    }
+    return false;
+}
+
+/* Marks which tasks start after a barrier. */
+static void place_barriers(dz_fast_task *tasks, int n) {
+    int first = 0; /* the segment since the last barrier: tasks [first, i) */
+    for (int i = 1; i < n; i++) {
+        bool need = tasks[i].shared_bytes > 0 || i - first >= SEGMENT_MAX;
+        for (int j = first; j < i && !need; j++) need = tasks[j].shared_bytes > 0 || conflict(&tasks[j], &tasks[i]);
+        tasks[i].barrier_before = need;
+        if (need) first = i;
+    }
+}
+
 typedef struct graph_run {
     dz_fast_task *tasks;
     int n;
@@ -73,8 +120,12 @@ typedef struct graph_run {
 static void run_graph(void *arg, int ith, int nth) {
     const graph_run *run = arg;
     for (int i = 0; i < run->n; i++) {
+        const dz_fast_task *next = i + 1 < run->n ? &run->tasks[i + 1] : NULL;
         run->tasks[i].fn(&run->tasks[i], ith, nth);
-        if (i + 1 < run->n) dz_cpu_pool_barrier(run->pool);
+        if (next && next->barrier_before) {
+            if (next->warm) next->warm(next, ith, nth);
+            dz_cpu_pool_barrier(run->pool);
+        }
     }
 }
 
@@ -87,7 +138,7 @@ dz_status dz_fast_engine_compute(dz_fast_engine *e, dz_tensor *const *nodes, int
         e->tasks_cap = n;
     }
     const int nth = dz_cpu_pool_size(e->pool);
-    size_t need = 0;
+    size_t max_shared = 0, max_thread = 0;
     int n_tasks = 0;
     for (int i = 0; i < n; i++) {
         const dz_tensor *node = nodes[i];
@@ -102,9 +153,12 @@ dz_status dz_fast_engine_compute(dz_fast_engine *e, dz_tensor *const *nodes, int
         t->n_threads = nth;
         atomic_init(&t->next, 0);
         plan(t);
-        size_t bytes = align64(t->shared_bytes) + align64(t->thread_bytes) * (size_t)nth;
-        if (bytes > need) need = bytes;
+        if (t->shared_bytes > max_shared) max_shared = t->shared_bytes;
+        if (t->thread_bytes > max_thread) max_thread = t->thread_bytes;
     }
+    max_shared = align64(max_shared);
+    max_thread = align64(max_thread);
+    const size_t need = max_shared + max_thread * (size_t)nth;
     if (need > e->scratch_size) {
         char *mem = NULL;
         if (posix_memalign((void **)&mem, 64, need) != 0)
@@ -113,12 +167,13 @@ dz_status dz_fast_engine_compute(dz_fast_engine *e, dz_tensor *const *nodes, int
         e->scratch = mem;
         e->scratch_size = need;
     }
-    for (int i = 0; i < n_tasks; i++) {
+    for (int i = 0; i < n_tasks; i++) { /* one private region per thread for the whole run */
         dz_fast_task *t = &e->tasks[i];
         t->shared = e->scratch;
-        t->per_thread = e->scratch ? e->scratch + align64(t->shared_bytes) : NULL;
-        t->thread_bytes = align64(t->thread_bytes);
+        t->per_thread = e->scratch ? e->scratch + max_shared : NULL;
+        t->thread_bytes = max_thread;
     }
+    place_barriers(e->tasks, n_tasks);
     if (n_tasks == 0) return DZ_OK;
     graph_run run = {e->tasks, n_tasks, e->pool};
     dz_cpu_pool_run(e->pool, run_graph, &run);

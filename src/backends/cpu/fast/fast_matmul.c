@@ -19,7 +19,8 @@
 #include "tensor/convert.h"
 
 enum {
-    PANELS = 4,      /* quantized W: panels of one work item (one run of memory) */
+    PANELS = 4,      /* quantized W, few X rows: panels of one work item (one run of memory) */
+    K_ROWS = 32,     /* K-quant W: rows of one work item */
     FLOAT_ROWS = 64, /* float W: rows x columns of one work item */
     FLOAT_COLS = 64,
     PACKED_MIN_COLS = 8, /* float W: X rows from which weights are packed */
@@ -33,7 +34,8 @@ dz_fast_xq_layout dz_fast_xq_layout_for(int64_t k) {
     l.d_off = align64((size_t)k);
     l.corr4_off = l.d_off + align64(nb * sizeof(float));
     l.corr32_off = l.corr4_off + align64(nb * 8 * sizeof(int32_t));
-    l.stride = l.corr32_off + align64(nb * sizeof(int32_t));
+    l.gsum_off = l.corr32_off + align64(nb * sizeof(int32_t));
+    l.stride = l.gsum_off + align64(nb * sizeof(int16_t));
     return l;
 }
 
@@ -82,11 +84,14 @@ static void prepare_x(const dz_fast_task *t, int64_t lo, int64_t hi, char *dst, 
     const int64_t k = x->ne[0];
     for (int64_t r = lo; r < hi; r++) {
         const float *row = x_row(x, r, buf);
+        const dz_fast_xq_layout xl = t->plan.mm.xl;
+        char *at = dst + (size_t)r * xl.stride;
         if (t->plan.mm.qfmt >= 0) {
-            const dz_fast_xq_layout xl = t->plan.mm.xl;
-            char *at = dst + (size_t)r * xl.stride;
             t->k->quantize_q8_0(row, k, t->plan.mm.offset, (int8_t *)at, (float *)(at + xl.d_off),
                                 (int32_t *)(at + xl.corr4_off), (int32_t *)(at + xl.corr32_off));
+        } else if (t->plan.mm.kfmt >= 0) {
+            t->k->quantize_q8_K(row, k, t->plan.mm.offset, (int8_t *)at, (float *)(at + xl.d_off),
+                                (int32_t *)(at + xl.corr4_off), (int16_t *)(at + xl.gsum_off));
         } else {
             float *out = (float *)dst + (size_t)r * t->plan.mm.xf_stride;
             if (t->node->src[0]->type == DZ_TYPE_F16) t->k->round_f16(row, out, k);
@@ -99,7 +104,7 @@ static void prepare_x(const dz_fast_task *t, int64_t lo, int64_t hi, char *dst, 
 static size_t prepared_x_bytes(const dz_fast_task *t) {
     const dz_tensor *x = t->node->src[1];
     const size_t rows = (size_t)dz_nrows(x);
-    if (t->plan.mm.qfmt >= 0) return rows * t->plan.mm.xl.stride;
+    if (t->plan.mm.qfmt >= 0 || t->plan.mm.kfmt >= 0) return rows * t->plan.mm.xl.stride;
     if (t->node->src[0]->type == DZ_TYPE_F16 || x->nb[0] != sizeof(float) || x->nb[1] % sizeof(float) != 0)
         return rows * t->plan.mm.xf_stride * sizeof(float);
     return 0;
@@ -149,10 +154,14 @@ static size_t panel_bytes_at(const dz_fast_task *t, int64_t row0) {
     return (size_t)rows * w->nb[1];
 }
 
+/* Panels of one work item: with many X rows a panel is plenty of work, and
+ * small items balance the threads; with few, runs of memory prefetch better. */
+static int64_t panels_per_item(const dz_fast_task *t) { return t->node->src[1]->ne[1] >= 16 ? 1 : PANELS; }
+
 /* Prefetches the first panel of item it, in memory order. */
 static void prefetch_panel(const dz_fast_task *t, int64_t it, int64_t chunks) {
     const dz_tensor *w = t->node->src[0];
-    const int64_t row0 = it % chunks * PANELS * t->k->qrows;
+    const int64_t row0 = it % chunks * panels_per_item(t) * t->k->qrows;
     const char *first = batch_at(t->node, it / chunks).w + (size_t)row0 * w->nb[1];
     const size_t bytes = panel_bytes_at(t, row0);
     for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(first + o, 0, 3);
@@ -172,7 +181,8 @@ static void run_quantized(dz_fast_task *t, int ith, int nth) {
 
     const dz_fast_qfmt fmt = (dz_fast_qfmt)t->plan.mm.qfmt;
     const dz_fast_pack_fn pack = k->pack[fmt];
-    const int64_t n_panels = (N + R - 1) / R, chunks = (n_panels + PANELS - 1) / PANELS;
+    const int64_t per_item = panels_per_item(t);
+    const int64_t n_panels = (N + R - 1) / R, chunks = (n_panels + per_item - 1) / per_item;
     const int64_t n_items = chunks * x->ne[2] * x->ne[3];
     dz_fast_pack_args pa = {.row_bytes = w->nb[1], .nblk = nblk, .offset = t->plan.mm.offset, .panel = panel,
                             .scales = scales};
@@ -185,7 +195,7 @@ static void run_quantized(dz_fast_task *t, int ith, int nth) {
     while (it >= 0) {
         const int64_t following = dz_fast_next_item(t, n_items);
         const batch b = batch_at(out, it / chunks);
-        const int64_t p0 = it % chunks * PANELS, p1 = p0 + PANELS < n_panels ? p0 + PANELS : n_panels;
+        const int64_t p0 = it % chunks * per_item, p1 = p0 + per_item < n_panels ? p0 + per_item : n_panels;
         for (int64_t p = p0; p < p1; p++) {
             const int64_t row0 = p * R;
             pa.rows = (int)(N - row0 < R ? N - row0 : R);
@@ -194,7 +204,7 @@ static void run_quantized(dz_fast_task *t, int ith, int nth) {
                 pa.prefetch = pa.w + (size_t)R * w->nb[1];
                 pa.prefetch_bytes = panel_bytes_at(t, row0 + R);
             } else if (following >= 0) {
-                const int64_t next_row0 = following % chunks * PANELS * R;
+                const int64_t next_row0 = following % chunks * per_item * R;
                 pa.prefetch = batch_at(out, following / chunks).w + (size_t)next_row0 * w->nb[1];
                 pa.prefetch_bytes = panel_bytes_at(t, next_row0);
             } else {
@@ -217,7 +227,67 @@ static void run_quantized(dz_fast_task *t, int ith, int nth) {
     }
 }
 
+/* While the previous node finishes: the first panel of item ith, which
+ * thread ith usually claims first. */
+static void warm_quantized(const dz_fast_task *t, int ith, int nth) {
+    (void)nth;
+    const dz_tensor *w = t->node->src[0], *x = t->node->src[1];
+    const int64_t per_item = panels_per_item(t);
+    const int64_t n_panels = (w->ne[1] + t->k->qrows - 1) / t->k->qrows, chunks = (n_panels + per_item - 1) / per_item;
+    if (ith < chunks * x->ne[2] * x->ne[3]) prefetch_panel(t, ith, chunks);
+}
+
+/* ---- K-quant W ---- */
+
+/* The first rows of item ith (see warm_quantized). */
+static void warm_kquant(const dz_fast_task *t, int ith, int nth) {
+    (void)nth;
+    const dz_tensor *w = t->node->src[0];
+    if ((int64_t)ith * K_ROWS >= w->ne[1]) return;
+    const int64_t rows = w->ne[1] - (int64_t)ith * K_ROWS < 4 ? w->ne[1] - (int64_t)ith * K_ROWS : 4;
+    const char *first = (const char *)w->data + (size_t)ith * K_ROWS * w->nb[1];
+    for (size_t o = 0; o < (size_t)rows * w->nb[1]; o += 64) __builtin_prefetch(first + o, 0, 3);
+}
+
+static void run_kquant(dz_fast_task *t, int ith, int nth) {
+    const dz_tensor *out = t->node, *w = out->src[0], *x = out->src[1];
+    const int64_t K = w->ne[0], N = w->ne[1];
+    char *mine = t->per_thread + (size_t)ith * t->thread_bytes;
+    float *buf = (float *)mine;
+    char *mine_x = mine + align64((size_t)K * sizeof(float));
+    const char *xq = phase_prepare(t, ith, nth, mine_x, buf);
+
+    const int64_t chunks = (N + K_ROWS - 1) / K_ROWS, n_items = chunks * x->ne[2] * x->ne[3];
+    dz_fast_kgemm_args a = {.row_bytes = w->nb[1], .nsb = K / 256, .xl = t->plan.mm.xl, .m = x->ne[1],
+                            .ldo = (size_t)N};
+    /* The next item is claimed before this one runs (see run_float). */
+    bool cold = true;
+    for (int64_t it = dz_fast_next_item(t, n_items), following; it >= 0; it = following, cold = false) {
+        following = dz_fast_next_item(t, n_items);
+        const batch b = batch_at(out, it / chunks);
+        const int64_t r0 = it % chunks * K_ROWS;
+        a.w = b.w + (size_t)r0 * w->nb[1];
+        a.next_w = following >= 0 ? batch_at(out, following / chunks).w + (size_t)(following % chunks * K_ROWS) * w->nb[1]
+                                  : NULL;
+        a.cold = cold;
+        a.rows = N - r0 < K_ROWS ? N - r0 : K_ROWS;
+        a.x = xq + (size_t)b.x_row0 * a.xl.stride;
+        a.out = b.out + r0;
+        t->k->kgemm[t->plan.mm.kfmt](&a);
+    }
+}
+
 /* ---- float W ---- */
+
+/* The first rows of item ith when X is one row (see warm_quantized). */
+static void warm_float(const dz_fast_task *t, int ith, int nth) {
+    (void)nth;
+    const dz_tensor *w = t->node->src[0], *x = t->node->src[1];
+    if (dz_nrows(x) != 1 || (int64_t)ith * FLOAT_ROWS >= w->ne[1]) return;
+    const int64_t rows = w->ne[1] - (int64_t)ith * FLOAT_ROWS < 4 ? w->ne[1] - (int64_t)ith * FLOAT_ROWS : 4;
+    const char *first = (const char *)w->data + (size_t)ith * FLOAT_ROWS * w->nb[1];
+    for (size_t o = 0; o < (size_t)rows * w->nb[1]; o += 64) __builtin_prefetch(first + o, 0, 3);
+}
 
 static void run_float(dz_fast_task *t, int ith, int nth) {
     const dz_tensor *out = t->node, *w = out->src[0], *x = out->src[1];
@@ -234,11 +304,17 @@ static void run_float(dz_fast_task *t, int ith, int nth) {
     const int64_t row_blocks = (N + rows_per - 1) / rows_per, col_blocks = (M + cols_per - 1) / cols_per;
     const int64_t per_batch = row_blocks * col_blocks, n_items = per_batch * x->ne[2] * x->ne[3];
     dz_fast_fgemm_args a = {.w_stride = w->nb[1], .wtype = w->type, .k = K, .ldo = (size_t)N};
-    for (int64_t it; (it = dz_fast_next_item(t, n_items)) >= 0;) {
+    /* The next item is claimed before this one runs, so that its first rows
+     * are prefetched while this one's last tile runs. */
+    for (int64_t it = dz_fast_next_item(t, n_items), following; it >= 0; it = following) {
+        following = dz_fast_next_item(t, n_items);
         const int64_t bi = it / per_batch, rb = it % per_batch % row_blocks, cb = it % per_batch / row_blocks;
         const batch b = batch_at(out, bi);
         const int64_t r0 = rb * rows_per, c0 = cb * cols_per;
         a.w = b.w + (size_t)r0 * w->nb[1];
+        a.next_w = following >= 0 ? batch_at(out, following / per_batch).w +
+                                        (size_t)(following % per_batch % row_blocks * rows_per) * w->nb[1]
+                                  : NULL;
         a.n = N - r0 < rows_per ? N - r0 : rows_per;
         a.m = M - c0 < cols_per ? M - c0 : cols_per;
         if (xp) {
@@ -268,7 +344,21 @@ bool dz_fast_plan_mul_mat(dz_fast_task *t) {
     const int64_t K = w->ne[0], rows_x = dz_nrows(x);
     const size_t gather = align64((size_t)K * sizeof(float));
     t->plan.mm.x_private = rows_x == 1 && t->n_threads > 1;
+    t->plan.mm.qfmt = t->plan.mm.kfmt = -1;
     switch (w->type) {
+    case DZ_TYPE_Q4_K:
+    case DZ_TYPE_Q6_K: {
+        t->plan.mm.kfmt = w->type == DZ_TYPE_Q4_K ? DZ_FAST_Q4_K : DZ_FAST_Q6_K;
+        if (!t->k->kgemm[t->plan.mm.kfmt]) return false;
+        t->plan.mm.offset = w->type == DZ_TYPE_Q6_K ? 32 : 0; /* Q6_K's levels are q - 32 */
+        t->plan.mm.xl = dz_fast_xq_layout_for(K);
+        const size_t xbytes = prepared_x_bytes(t);
+        t->shared_bytes = t->plan.mm.x_private ? 0 : xbytes;
+        t->thread_bytes = gather + (t->plan.mm.x_private ? xbytes : 0);
+        t->fn = run_kquant;
+        t->warm = warm_kquant;
+        return true;
+    }
     case DZ_TYPE_Q4_0:
     case DZ_TYPE_Q8_0: {
         const size_t R = (size_t)t->k->qrows;
@@ -281,18 +371,19 @@ bool dz_fast_plan_mul_mat(dz_fast_task *t) {
         t->shared_bytes = t->plan.mm.x_private ? 0 : xbytes;
         t->thread_bytes = t->plan.mm.panel_bytes + gather + (t->plan.mm.x_private ? xbytes : 0);
         t->fn = run_quantized;
+        t->warm = warm_quantized;
         return true;
     }
     case DZ_TYPE_F32:
     case DZ_TYPE_F16: {
         if (w->nb[0] != dz_type_info((int)w->type)->type_size) return false; /* gaps between weights */
-        t->plan.mm.qfmt = -1;
         t->plan.mm.xf_stride = (size_t)(K + 15) / 16 * 16;
         const size_t xbytes = prepared_x_bytes(t);
         t->shared_bytes = t->plan.mm.x_private ? 0 : xbytes;
         t->thread_bytes = gather + align64((size_t)t->k->frows * (size_t)t->k->fkc * sizeof(float)) +
                           (t->plan.mm.x_private ? xbytes : 0);
         t->fn = run_float;
+        t->warm = warm_float;
         return true;
     }
     default:

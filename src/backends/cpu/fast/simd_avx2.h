@@ -118,8 +118,24 @@ static inline vi vk_bcast16(const void *p) { return _mm256_broadcastsi128_si256(
 static inline vi vk_rows_44(const int32_t lo[1], const int32_t hi[1]) {
     return _mm256_setr_epi32(lo[0], lo[0], lo[0], lo[0], hi[0], hi[0], hi[0], hi[0]);
 }
+/* float vector: lanes of group g (8 / n lanes each) = v[g], n = 1 or 2 */
 static inline vf vk_groups_f(const float *v, int n) {
-    float t[8];
-    for (int i = 0; i < 8; i++) t[i] = v[i / (8 / n)];
-    return _mm256_loadu_ps(t);
+    if (n == 1) return _mm256_set1_ps(v[0]);
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(v[0])), _mm_set1_ps(v[1]), 1);
+}
+/* 16 bytes of the row in both 128-bit lanes */
+static inline vi vk_rows_bcast16(const int16_t *row0, int stride) {
+    (void)stride;
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)row0));
+}
+static inline vi vi_shuffle8(vi a, vi ctrl) { return _mm256_shuffle_epi8(a, ctrl); }
+static inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+static inline uint16_t f32_to_f16(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline vi vk_scales16(const uint8_t *const *p, int is_signed) {
+    __m128i a = _mm_loadl_epi64((const __m128i *)p[0]);
+    return _mm256_broadcastsi128_si256(is_signed ? _mm_cvtepi8_epi16(a) : _mm_cvtepu8_epi16(a));
+}
+static inline vi vk_mins16(const uint8_t *const *p) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p[0]))),
+                                   _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p[1])), 1);
 }

@@ -116,9 +116,34 @@ static inline vi vk_rows_44(const int32_t lo[2], const int32_t hi[2]) {
     return _mm512_setr_epi32(lo[0], lo[0], lo[0], lo[0], hi[0], hi[0], hi[0], hi[0], lo[1], lo[1], lo[1], lo[1], hi[1],
                              hi[1], hi[1], hi[1]);
 }
-/* float vector: lanes of group g (VL / n lanes each) = v[g] */
+/* float vector: lanes of group g (16 / n lanes each) = v[g], n = 2 or 4 */
 static inline vf vk_groups_f(const float *v, int n) {
-    float t[16];
-    for (int i = 0; i < 16; i++) t[i] = v[i / (16 / n)];
-    return _mm512_loadu_ps(t);
+    if (n == 2)
+        return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(v[0]))),
+                                                   _mm256_castps_pd(_mm256_set1_ps(v[1])), 1));
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_loadu_ps(v)));
+}
+/* 16 bytes of row h (rows p + h * stride_bytes... given as int16 rows of `stride` elements) in both 128-bit lanes of half h */
+static inline vi vk_rows_bcast16(const int16_t *row0, int stride) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)row0))),
+                              _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row0 + stride))), 1);
+}
+static inline vi vi_shuffle8(vi a, vi ctrl) { return _mm512_shuffle_epi8(a, ctrl); }
+static inline float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+static inline uint16_t f32_to_f16(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+/* half h: the 8 bytes at p[h] widened to 16 bits (sign- or zero-extended), in both of its 128-bit lanes */
+static inline vi vk_scales16(const uint8_t *const *p, int is_signed) {
+    __m128i a = _mm_loadl_epi64((const __m128i *)p[0]), b = _mm_loadl_epi64((const __m128i *)p[1]);
+    a = is_signed ? _mm_cvtepi8_epi16(a) : _mm_cvtepu8_epi16(a);
+    b = is_signed ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(a)), _mm256_broadcastsi128_si256(b), 1);
+}
+/* 128-bit lane L: the 8 bytes at p[L] zero-extended to 16 bits */
+static inline vi vk_mins16(const uint8_t *const *p) {
+    const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p[0]))),
+                                               _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p[1])), 1);
+    const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p[2]))),
+                                               _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p[3])), 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }

@@ -68,3 +68,6 @@ static inline vi vi_dot4_wide(vi acc, vi w, vi x) {
            byte_s(w, 3) * byte_s(x, 3);
 }
 static inline void vi_store_i8(int8_t *p, vi a) { *p = (int8_t)(a < -128 ? -128 : a > 127 ? 127 : a); }
+static inline float f16_to_f32(uint16_t h) { return dz_fp16_to_fp32(h); }
+static inline uint16_t f32_to_f16(float f) { return dz_fp32_to_fp16(f); }
+static inline void vf_transpose(vf r[1]) { (void)r; }

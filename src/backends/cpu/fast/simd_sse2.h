@@ -2,6 +2,7 @@
  * lanes of float or int32. SSE2 has no byte multiply, no rounding
  * instruction and no fp16 conversion, so those are built from what it has. */
 #include <emmintrin.h>
+#include <xmmintrin.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -93,3 +94,7 @@ static inline void vi_store_i8(int8_t *p, vi a) {
     const int32_t v = _mm_cvtsi128_si32(b);
     memcpy(p, &v, 4);
 }
+static inline float f16_to_f32(uint16_t h) { return dz_fp16_to_fp32(h); }
+static inline uint16_t f32_to_f16(float f) { return dz_fp32_to_fp16(f); }
+/* rows[i] <- column i of the 4 x 4 matrix rows[0..4). */
+static inline void vf_transpose(vf r[4]) { _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]); }
