@@ -143,14 +143,16 @@ typedef struct dz_fast_kgemm_args {
 /* ---- float matmul (F32, F16 weights) ----
  * out[c * ldo + r] = sum_k w[r][k] * x[c][k] for r < n, c < m. F16 weights
  * are converted exactly; x holds floats (for F16 weights already rounded to
- * fp16 values, as the reference rounds them). */
+ * fp16 values, as the reference rounds them). fgemm_packed reads x in
+ * tiles of pnc columns, so that a tile's broadcasts are adjacent: column c,
+ * element k at x[(c / pnc * k_total + k) * pnc + c % pnc]. */
 typedef struct dz_fast_fgemm_args {
     const char *w;          /* row 0 */
     size_t w_stride;        /* bytes between rows */
     dz_type wtype;          /* F32 or F16 */
     int64_t n;
-    const float *x;         /* row 0 */
-    size_t x_stride;        /* floats between rows */
+    const float *x;         /* row 0; fgemm_packed: tile 0 (below) */
+    size_t x_stride;        /* floats between rows; fgemm_packed: unused */
     int64_t m;
     int64_t k;
     float *out;
@@ -199,9 +201,10 @@ typedef struct dz_fast_kernels {
     void (*qgemm)(const dz_fast_qgemm_args *a);
     void (*fgemm)(const dz_fast_fgemm_args *a);
     /* Float weights, many X rows: a->n <= frows rows converted into a panel
-     * (scratch: frows * fkc floats), tiles of X broadcast. NULL: fgemm only. */
+     * (scratch: frows * fkc floats), tiles of X broadcast. NULL: fgemm only.
+     * X comes in tiles of pnc columns (see dz_fast_fgemm_args). */
     void (*fgemm_packed)(const dz_fast_fgemm_args *a, float *panel);
-    int frows, fkc;
+    int frows, fkc, pnc;
 
     /* Rows of n floats (n >= 0, any alignment). */
     void (*round_f16)(const float *x, float *y, int64_t n); /* y = fp16 value of x */
@@ -264,6 +267,7 @@ struct dz_fast_task {
             bool x_private;      /* each thread prepares all of X in its own memory */
             dz_fast_xq_layout xl;
             size_t xf_stride;    /* floats per prepared X row (float weights) */
+            bool x_tiled;        /* float weights, packed: X prepared in tiles of pnc columns */
             size_t panel_bytes;  /* per thread: packed panel + scales */
         } mm;
     } plan;

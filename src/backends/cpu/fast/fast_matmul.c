@@ -78,12 +78,34 @@ static const float *x_row(const dz_tensor *x, int64_t r, float *buf) {
     return buf;
 }
 
-/* Prepares X rows [lo, hi) into dst (row r at r * stride). */
+/* X rows for packed float tiles: row r (column m of batch bi) lands in
+ * column m % pnc of tile m / pnc of its batch; the last row of a batch also
+ * zeroes the columns that pad its last tile. */
+static void tile_x_row(const dz_fast_task *t, int64_t r, const float *row, float *dst) {
+    const int64_t M = t->node->src[1]->ne[1], K = t->node->src[1]->ne[0], pnc = t->k->pnc;
+    const int64_t tiles = (M + pnc - 1) / pnc, bi = r / M, m = r % M;
+    float *tile = dst + (size_t)((bi * tiles + m / pnc) * K) * (size_t)pnc;
+    for (int64_t i = 0; i < K; i++) tile[i * pnc + m % pnc] = row[i];
+    if (m == M - 1)
+        for (int64_t c = m % pnc + 1; c < pnc; c++)
+            for (int64_t i = 0; i < K; i++) tile[i * pnc + c] = 0.0f;
+}
+
+/* Prepares X rows [lo, hi) into dst (row r at r * stride, or tiled). buf:
+ * 2 K floats of scratch. */
 static void prepare_x(const dz_fast_task *t, int64_t lo, int64_t hi, char *dst, float *buf) {
     const dz_tensor *x = t->node->src[1];
     const int64_t k = x->ne[0];
     for (int64_t r = lo; r < hi; r++) {
         const float *row = x_row(x, r, buf);
+        if (t->plan.mm.x_tiled) {
+            if (t->node->src[0]->type == DZ_TYPE_F16) {
+                t->k->round_f16(row, buf + k, k);
+                row = buf + k;
+            }
+            tile_x_row(t, r, row, (float *)dst);
+            continue;
+        }
         const dz_fast_xq_layout xl = t->plan.mm.xl;
         char *at = dst + (size_t)r * xl.stride;
         if (t->plan.mm.qfmt >= 0) {
@@ -105,6 +127,10 @@ static size_t prepared_x_bytes(const dz_fast_task *t) {
     const dz_tensor *x = t->node->src[1];
     const size_t rows = (size_t)dz_nrows(x);
     if (t->plan.mm.qfmt >= 0 || t->plan.mm.kfmt >= 0) return rows * t->plan.mm.xl.stride;
+    if (t->plan.mm.x_tiled) {
+        const size_t M = (size_t)x->ne[1], pnc = (size_t)t->k->pnc, tiles = (M + pnc - 1) / pnc;
+        return (rows / M) * tiles * pnc * (size_t)x->ne[0] * sizeof(float);
+    }
     if (t->node->src[0]->type == DZ_TYPE_F16 || x->nb[0] != sizeof(float) || x->nb[1] % sizeof(float) != 0)
         return rows * t->plan.mm.xf_stride * sizeof(float);
     return 0;
@@ -294,12 +320,12 @@ static void run_float(dz_fast_task *t, int ith, int nth) {
     const dz_fast_kernels *k = t->k;
     const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
     char *mine = t->per_thread + (size_t)ith * t->thread_bytes;
-    float *buf = (float *)mine, *panel = (float *)(mine + align64((size_t)K * sizeof(float)));
+    float *buf = (float *)mine, *panel = (float *)(mine + 2 * align64((size_t)K * sizeof(float)));
     char *mine_x = (char *)panel + align64((size_t)k->frows * (size_t)k->fkc * sizeof(float));
     const char *xp = phase_prepare(t, ith, nth, mine_x, buf);
 
     /* Packed panels of frows rows x all columns, or blocks of rows x columns. */
-    const bool packed = k->fgemm_packed && M >= PACKED_MIN_COLS;
+    const bool packed = t->plan.mm.x_tiled;
     const int64_t rows_per = packed ? k->frows : FLOAT_ROWS, cols_per = packed ? M : FLOAT_COLS;
     const int64_t row_blocks = (N + rows_per - 1) / rows_per, col_blocks = (M + cols_per - 1) / cols_per;
     const int64_t per_batch = row_blocks * col_blocks, n_items = per_batch * x->ne[2] * x->ne[3];
@@ -317,7 +343,10 @@ static void run_float(dz_fast_task *t, int ith, int nth) {
                                   : NULL;
         a.n = N - r0 < rows_per ? N - r0 : rows_per;
         a.m = M - c0 < cols_per ? M - c0 : cols_per;
-        if (xp) {
+        if (packed) { /* tiles of the batch; c0 = 0 */
+            const int64_t tiles = (M + k->pnc - 1) / k->pnc;
+            a.x = (const float *)xp + (size_t)(bi * tiles * K) * (size_t)k->pnc;
+        } else if (xp) {
             a.x_stride = t->plan.mm.xf_stride;
             a.x = (const float *)xp + (size_t)(b.x_row0 + c0) * a.x_stride;
         } else { /* X rows read in place: equal strides within a batch */
@@ -345,6 +374,7 @@ bool dz_fast_plan_mul_mat(dz_fast_task *t) {
     const size_t gather = align64((size_t)K * sizeof(float));
     t->plan.mm.x_private = rows_x == 1 && t->n_threads > 1;
     t->plan.mm.qfmt = t->plan.mm.kfmt = -1;
+    t->plan.mm.x_tiled = false;
     switch (w->type) {
     case DZ_TYPE_Q4_K:
     case DZ_TYPE_Q6_K: {
@@ -378,9 +408,10 @@ bool dz_fast_plan_mul_mat(dz_fast_task *t) {
     case DZ_TYPE_F16: {
         if (w->nb[0] != dz_type_info((int)w->type)->type_size) return false; /* gaps between weights */
         t->plan.mm.xf_stride = (size_t)(K + 15) / 16 * 16;
+        t->plan.mm.x_tiled = t->k->fgemm_packed && x->ne[1] >= PACKED_MIN_COLS;
         const size_t xbytes = prepared_x_bytes(t);
         t->shared_bytes = t->plan.mm.x_private ? 0 : xbytes;
-        t->thread_bytes = gather + align64((size_t)t->k->frows * (size_t)t->k->fkc * sizeof(float)) +
+        t->thread_bytes = 2 * gather + align64((size_t)t->k->frows * (size_t)t->k->fkc * sizeof(float)) +
                           (t->plan.mm.x_private ? xbytes : 0);
         t->fn = run_float;
         t->warm = warm_float;
