@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages dizuo needs to build and test, only those
 # missing. As root it runs apt-get; otherwise it prints the command to run.
 set -eu
-PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libjansson-dev"
+PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev libssl-dev"
 
 missing=""
 for p in $PACKAGES; do
