@@ -3,14 +3,18 @@
  * over j < S, kvh = h / (n_head / n_kv_head), columns j > n_past + t hidden
  * when causal. It computes what llama.cpp's non-fused path computes
  * (mul_mat(k, q) -> soft_max_ext -> mul_mat(v, kq)): with F16 K, q is
- * rounded to fp16 before the dot; with F16 V, the probabilities are; dots
- * sum float products in double; the softmax is dz_cpu_softmax_row's. */
+ * rounded to fp16 before the dot; with F16 V, the probabilities are; the
+ * softmax is dz_cpu_softmax_row's. The sums are those of its x86 (AVX-512)
+ * build: q . k as 16 lanes of fused products when the head size is a
+ * multiple of 16 (its tiled matmul), else float products summed in double
+ * (its vec_dot); p . v always as 16 lanes (its KV cache is padded to whole
+ * tiles). */
 #include <math.h>
 #include <string.h>
 
 #include "backends/cpu/cpu_impl.h"
 
-/* Per thread: acc (hd doubles), scores (S floats), q16 (hd halves). */
+/* Per thread: hd doubles (unused), scores (S floats), q16 (hd halves). */
 size_t dz_cpu_attention_thread_bytes(const dz_tensor *node) {
     const size_t hd = (size_t)node->src[0]->ne[0], s = (size_t)node->src[1]->ne[2];
     return hd * sizeof(double) + s * sizeof(float) + hd * sizeof(uint16_t);
@@ -26,6 +30,19 @@ static uint16_t load_u16(const char *p) {
     uint16_t v;
     memcpy(&v, p, sizeof v);
     return v;
+}
+
+/* The float sums of llama.cpp's x86 (AVX-512) build where its matmuls of
+ * attention run as 16-lane tiles: lane l takes every 16th product by fused
+ * multiply-add, then the lanes are added in the order of gcc's
+ * _mm512_reduce_add_ps. */
+enum { LANES = 16 };
+
+static float reduce16(const float l[LANES]) {
+    float t3[8], t6[4];
+    for (int i = 0; i < 8; i++) t3[i] = l[8 + i] + l[i];
+    for (int i = 0; i < 4; i++) t6[i] = t3[4 + i] + t3[i];
+    return (t6[0] + t6[2]) + (t6[1] + t6[3]);
 }
 
 void dz_cpu_attention(const dz_cpu_job *job, int ith, int nth) {
@@ -54,7 +71,16 @@ void dz_cpu_attention(const dz_cpu_job *job, int ith, int nth) {
         for (int64_t j = 0; j < n_kv; j++) {
             const char *krow = dz_cpu_at(k, 0, kvh, j, 0);
             double sum = 0.0;
-            if (k_f16) {
+            if (hd % LANES == 0) { /* tiled: lanes of fused products */
+                float l[LANES] = {0};
+                for (int64_t d = 0; d < hd; d++) {
+                    const float kd = k_f16 ? dz_fp16_to_fp32(load_u16(krow + (size_t)d * k->nb[0]))
+                                           : load_f32(krow + (size_t)d * k->nb[0]);
+                    const float qd = k_f16 ? dz_fp16_to_fp32(q16[d]) : load_f32(qrow + (size_t)d * q->nb[0]);
+                    l[d % LANES] = fmaf(kd, qd, l[d % LANES]);
+                }
+                sum = reduce16(l);
+            } else if (k_f16) {
                 for (int64_t d = 0; d < hd; d++)
                     sum += (double)(dz_fp16_to_fp32(load_u16(krow + (size_t)d * k->nb[0])) * dz_fp16_to_fp32(q16[d]));
             } else {
@@ -67,19 +93,19 @@ void dz_cpu_attention(const dz_cpu_job *job, int ith, int nth) {
         }
         dz_cpu_softmax_row(w, n_kv);
 
-        /* out = sum_j p_j v_j, each output element summed over j in order. */
-        for (int64_t d = 0; d < hd; d++) acc[d] = 0.0;
-        for (int64_t j = 0; j < n_kv; j++) {
-            float p = w[j];
-            if (v_f16) p = dz_fp16_to_fp32(dz_fp32_to_fp16(p));
-            const char *vrow = dz_cpu_at(v, 0, kvh, j, 0);
-            for (int64_t d = 0; d < hd; d++) {
-                float vd = v_f16 ? dz_fp16_to_fp32(load_u16(vrow + (size_t)d * v->nb[0]))
-                                 : load_f32(vrow + (size_t)d * v->nb[0]);
-                acc[d] += (double)(vd * p);
-            }
-        }
+        /* out = sum_j p_j v_j: llama.cpp's cache is padded to whole tiles, so
+         * each output element is a tiled sum over j (the padding adds 0). */
         float *dst = (float *)dz_cpu_at(out, 0, h, t, 0);
-        for (int64_t d = 0; d < hd; d++) dst[d] = (float)acc[d];
+        for (int64_t d = 0; d < hd; d++) {
+            float l[LANES] = {0};
+            for (int64_t j = 0; j < n_kv; j++) {
+                float p = w[j];
+                if (v_f16) p = dz_fp16_to_fp32(dz_fp32_to_fp16(p));
+                const char *vd = dz_cpu_at(v, d, kvh, j, 0);
+                const float vv = v_f16 ? dz_fp16_to_fp32(load_u16(vd)) : load_f32(vd);
+                l[j % LANES] = fmaf(vv, p, l[j % LANES]);
+            }
+            dst[d] = reduce16(l);
+        }
     }
 }

@@ -91,9 +91,13 @@ bool dz_cpu_mul_mat_supports_type(dz_type t);
 size_t dz_cpu_attention_thread_bytes(const dz_tensor *node);
 void dz_cpu_attention(const dz_cpu_job *job, int ith, int nth);
 
-/* Softmax of one row in place, as ggml does: max-subtracted expf in float,
- * sum in double, scaled by (float)(1/sum). A row that is entirely -inf
- * becomes zeros. */
+/* Softmax of one row in place, as ggml's x86 (AVX-512) build does:
+ * max-subtracted dz_cpu_expf_ggml, sums of 16-lane chunks in float added
+ * in double, scaled by (float)(1/sum). A row that is entirely -inf becomes
+ * zeros. */
 void dz_cpu_softmax_row(float *w, int64_t n);
+/* exp(x) as ggml's vector expf computes it on x86 (AVX-512 form): within
+ * 1 ulp or so of expf, but rounded as llama.cpp's softmax rounds. */
+float dz_cpu_expf_ggml(float x);
 
 #endif

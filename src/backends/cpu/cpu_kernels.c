@@ -67,6 +67,23 @@ void dz_cpu_binary(const dz_cpu_job *job, int ith, int nth) {
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
+/* ggml's vector expf (the algorithm of ARM's optimized-routines, as ggml's
+ * x86 code evaluates it with FMA), one lane: n = round(x / ln 2) by the
+ * 1.5 * 2^23 trick, b = x - n ln 2 in two steps, a degree-5 polynomial in
+ * Estrin form, scaled by 2^n; |n| > 192 gives 0 or infinity. */
+float dz_cpu_expf_ggml(float x) {
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    if (isnan(n)) return n;
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+                         fmaf(0x1.ffffecp-1f, b, 1.0f));
+    return ldexpf(j, (int)n);
+}
+
 void dz_cpu_unary(const dz_cpu_job *job, int ith, int nth) {
     const dz_tensor *out = job->node, *a = out->src[0], *b = out->src[1];
     const float s = out->params.f[0];
@@ -150,6 +167,8 @@ void dz_cpu_rope(const dz_cpu_job *job, int ith, int nth) {
 
 /* ---- SOFTMAX ---- */
 
+enum { DZ_GGML_VL = 16 }; /* lanes of ggml's AVX-512 softmax loop */
+
 void dz_cpu_softmax_row(float *w, int64_t n) {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; i++) max = w[i] > max ? w[i] : max;
@@ -157,10 +176,17 @@ void dz_cpu_softmax_row(float *w, int64_t n) {
         memset(w, 0, (size_t)n * sizeof *w);
         return;
     }
+    /* As ggml over a row padded (masked) to whole vectors: chunks of
+     * DZ_GGML_VL, each summed in float in the order of gcc's
+     * _mm512_reduce_add_ps, the chunk sums added in double. */
     double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        w[i] = expf(w[i] - max);
-        sum += (double)w[i];
+    for (int64_t c = 0; c < n; c += DZ_GGML_VL) {
+        float e[DZ_GGML_VL] = {0};
+        for (int64_t i = c; i < n && i < c + DZ_GGML_VL; i++) e[i - c] = w[i] = dz_cpu_expf_ggml(w[i] - max);
+        float t3[8], t6[4];
+        for (int i = 0; i < 8; i++) t3[i] = e[8 + i] + e[i];
+        for (int i = 0; i < 4; i++) t6[i] = t3[4 + i] + t3[i];
+        sum += (double)((t6[0] + t6[2]) + (t6[1] + t6[3]));
     }
     const float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; i++) w[i] *= inv;

@@ -19,7 +19,8 @@
 #include "tensor/convert.h"
 
 enum {
-    PANELS = 4,      /* quantized W, few X rows: panels of one work item (one run of memory) */
+    PANELS = 4,      /* quantized W, few X rows: panels of one work item (one run of memory), at most */
+    ITEMS_PER_THREAD = 8,
     K_ROWS = 32,     /* K-quant W: rows of one work item */
     FLOAT_ROWS = 64, /* float W: rows x columns of one work item */
     FLOAT_COLS = 64,
@@ -181,8 +182,15 @@ static size_t panel_bytes_at(const dz_fast_task *t, int64_t row0) {
 }
 
 /* Panels of one work item: with many X rows a panel is plenty of work, and
- * small items balance the threads; with few, runs of memory prefetch better. */
-static int64_t panels_per_item(const dz_fast_task *t) { return t->node->src[1]->ne[1] >= 16 ? 1 : PANELS; }
+ * small items balance the threads; with few, runs of memory prefetch better,
+ * as long as each thread still gets ITEMS_PER_THREAD items or more (the
+ * last item to finish sets when all threads can go on). */
+static int64_t panels_per_item(const dz_fast_task *t) {
+    if (t->node->src[1]->ne[1] >= 16) return 1;
+    const int64_t n_panels = (t->node->src[0]->ne[1] + t->k->qrows - 1) / t->k->qrows;
+    const int64_t per = n_panels / ((int64_t)ITEMS_PER_THREAD * t->n_threads);
+    return per < 1 ? 1 : per > PANELS ? PANELS : per;
+}
 
 /* Prefetches the first panel of item it, in memory order. */
 static void prefetch_panel(const dz_fast_task *t, int64_t it, int64_t chunks) {
