@@ -19,6 +19,8 @@ static const command commands[] = {
     {"synth", dz_cmd_synth, "write a random-weight model of any shape (for benchmarks)"},
     {"quantize", dz_cmd_quantize, "convert a model's weights to another format"},
     {"bench", dz_cmd_bench, "prompt-processing and generation speed; memory bandwidth"},
+    {"keys", dz_cmd_keys, "create, list and revoke API keys"},
+    {"usage", dz_cmd_usage, "token usage per tenant from the ledger"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
