@@ -34,8 +34,10 @@ dz_status dz_kv_cache_create(dz_model *m, int32_t n_ctx, dz_kv_cache **out) {
             dz_mul_overflows(per_tensor, 2 * (size_t)hp->n_layer, &total))
             st = dz_fail(DZ_ERR_ARG, "a KV cache of %d positions does not fit in memory", n_ctx);
     }
+    /* Not cleared: a forward pass reads only the rows it or an earlier one
+     * wrote ([0, n_past + T)), and an untouched large cache costs neither
+     * time nor resident memory. */
     if (!st) st = dz_buffer_alloc(m->device, total, &kv->buf);
-    if (!st) st = dz_buffer_fill(kv->buf, 0, 0, total);
     for (int32_t i = 0; !st && i < hp->n_layer; i++) {
         kv->k[i] = dz_new_tensor_3d(kv->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, n_ctx);
         kv->v[i] = dz_new_tensor_3d(kv->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, n_ctx);
