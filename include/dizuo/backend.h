@@ -95,6 +95,15 @@ typedef enum dz_op {
     DZ_OP_CPY,      /* src0 -> this node, converting types (F32 -> F32|F16|BF16, F16|BF16 -> F32).
                        The node is usually a view into another tensor (view_src), e.g. a
                        KV-cache write; shapes must have the same element count */
+    DZ_OP_SET_ROWS, /* src0 rows F32 (ne0, n), src1 ids I32 (n) -> this node, a view of the
+                       destination (ne0, R) F32|F16: destination row ids[i] = src0 row i
+                       (converted), other rows untouched; ids distinct and in [0, R) */
+    DZ_OP_PAGED_ATTENTION, /* src0 q F32 (hd, n_head, T), src1 k and src2 v pools
+                       (hd, n_kv_head, R) F32|F16, src3 index I32 (W, T): row t lists
+                       n_t = index[0][t] visible positions, then their pool rows
+                       index[1..n_t][t] in position order (1 <= n_t <= W - 1) -> F32
+                       (hd, n_head, T): as ATTENTION for query t over those rows only (the
+                       rows of a paged KV cache); params.f[0] scale */
     DZ_OP_COUNT
 } dz_op;
 

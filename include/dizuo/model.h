@@ -67,6 +67,47 @@ size_t dz_kv_cache_bytes(const dz_kv_cache *kv);
 dz_status dz_model_forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, int32_t n,
                            int32_t n_past, float *logits, bool all_logits);
 
+/* ---- paged KV cache and batched forward (continuous batching) ----
+ *
+ * A pool holds the keys and values of n_blocks blocks of block_size
+ * positions, for every layer, on the model's device; sequences take blocks
+ * as they grow and give them back when freed, so no context is split ahead
+ * of time. One dz_model_forward_batch runs new tokens of many sequences
+ * (prompt chunks and single decode tokens alike) through one forward pass.
+ * Not thread-safe: one thread drives a model, its pool and its sequences. */
+typedef struct dz_kv_pool dz_kv_pool;
+typedef struct dz_kv_seq dz_kv_seq;
+
+dz_status dz_kv_pool_create(dz_model *m, int32_t n_blocks, int32_t block_size, dz_kv_pool **out);
+void dz_kv_pool_free(dz_kv_pool *p); /* NULL is a no-op; every sequence must be freed first */
+int32_t dz_kv_pool_block_size(const dz_kv_pool *p);
+int32_t dz_kv_pool_n_blocks(const dz_kv_pool *p);
+int32_t dz_kv_pool_free_blocks(const dz_kv_pool *p);
+size_t dz_kv_pool_bytes(const dz_kv_pool *p);
+
+/* An empty sequence (no blocks yet). */
+dz_status dz_kv_seq_create(dz_kv_pool *p, dz_kv_seq **out);
+void dz_kv_seq_free(dz_kv_seq *s); /* returns its blocks; NULL is a no-op */
+int32_t dz_kv_seq_len(const dz_kv_seq *s);
+/* Makes room for n more positions, taking blocks from the pool. When the
+ * pool has too few free blocks: DZ_ERR_NOMEM ("KV pool exhausted") and
+ * nothing changes. */
+dz_status dz_kv_seq_reserve(dz_kv_seq *s, int32_t n);
+
+/* n tokens appended to seq (its length grows by n). */
+typedef struct dz_batch_item {
+    dz_kv_seq *seq;
+    const int32_t *tokens;
+    int32_t n;
+} dz_batch_item;
+
+/* One forward pass over items[0..n_items): item i's tokens go to positions
+ * len_i .. len_i + n_i - 1 of its sequence (room is reserved as needed) and
+ * logits + i * n_vocab receives the logits of its last token. A sequence
+ * appears at most once. On error no sequence's length changes. */
+dz_status dz_model_forward_batch(dz_model *m, dz_kv_pool *pool, const dz_batch_item *items, int32_t n_items,
+                                 float *logits);
+
 #ifdef __cplusplus
 }
 #endif

@@ -128,6 +128,13 @@ dz_tensor *dz_swiglu(dz_ctx *ctx, dz_tensor *gate, dz_tensor *up);
 /* Copies (and converts) src into dst's memory; returns the node to keep in
  * the graph (a view of dst). */
 dz_tensor *dz_cpy(dz_ctx *ctx, dz_tensor *src, dz_tensor *dst);
+/* Writes the rows of src (ne0, n) F32 into rows ids (I32, n) of dst (ne0, R)
+ * F32|F16; returns the node to keep in the graph (a view of dst). */
+dz_tensor *dz_set_rows(dz_ctx *ctx, dz_tensor *dst, dz_tensor *src, dz_tensor *ids);
+/* Attention of each query over the pool rows its index row lists (see
+ * DZ_OP_PAGED_ATTENTION): the attention of a paged KV cache. */
+dz_tensor *dz_paged_attention(dz_ctx *ctx, dz_tensor *q, dz_tensor *k_pool, dz_tensor *v_pool,
+                              dz_tensor *index, float scale);
 
 /* Collects every node `out` depends on, in execution order (operands first,
  * in src order; each node once). Graph memory belongs to ctx: valid until

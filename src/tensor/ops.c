@@ -13,7 +13,8 @@ static const char *const op_names[DZ_OP_COUNT] = {
     [DZ_OP_ADD] = "ADD",           [DZ_OP_MUL] = "MUL",         [DZ_OP_SCALE] = "SCALE",
     [DZ_OP_RMS_NORM] = "RMS_NORM", [DZ_OP_MUL_MAT] = "MUL_MAT", [DZ_OP_ROPE] = "ROPE",
     [DZ_OP_SOFTMAX] = "SOFTMAX",   [DZ_OP_ATTENTION] = "ATTENTION", [DZ_OP_SILU] = "SILU",
-    [DZ_OP_SWIGLU] = "SWIGLU",     [DZ_OP_CPY] = "CPY",
+    [DZ_OP_SWIGLU] = "SWIGLU",     [DZ_OP_CPY] = "CPY",         [DZ_OP_SET_ROWS] = "SET_ROWS",
+    [DZ_OP_PAGED_ATTENTION] = "PAGED_ATTENTION",
 };
 
 const char *dz_op_name(dz_op op) {
@@ -224,5 +225,54 @@ dz_tensor *dz_cpy(dz_ctx *ctx, dz_tensor *src, dz_tensor *dst) {
         t->data = (char *)t->view_src->data + t->view_offset;
     }
     snprintf(t->name, sizeof t->name, "%.50s (copy)", dst->name);
+    return t;
+}
+
+/* The node that stands for dst after a write into it: dst's memory seen as
+ * a tensor (shape, strides, view of its root). */
+static void alias_dst(dz_tensor *t, dz_tensor *dst) {
+    memcpy(t->nb, dst->nb, sizeof t->nb);
+    t->view_src = dz_tensor_root(dst);
+    t->view_offset = dst->view_src ? dst->view_offset : 0;
+    if (t->view_src->buffer && t->view_src->data) {
+        t->buffer = t->view_src->buffer;
+        t->data = (char *)t->view_src->data + t->view_offset;
+    }
+}
+
+dz_tensor *dz_set_rows(dz_ctx *ctx, dz_tensor *dst, dz_tensor *src, dz_tensor *ids) {
+    if (!ctx || !dst || !src || !ids) return NULL;
+    if (src->type != DZ_TYPE_F32 || src->ne[2] != 1 || src->ne[3] != 1)
+        return fail1(ctx, "set_rows", src, "rows must be F32 (ne0, n)");
+    if (dst->type != DZ_TYPE_F32 && dst->type != DZ_TYPE_F16)
+        return fail1(ctx, "set_rows", dst, "the destination must be F32 or F16");
+    if (dst->ne[2] != 1 || dst->ne[3] != 1 || dst->ne[0] != src->ne[0])
+        return fail2(ctx, "set_rows", src, dst, "the destination must be (ne0, R) with src's ne0");
+    if (ids->type != DZ_TYPE_I32 || ids->ne[0] != src->ne[1] || ids->ne[1] != 1 || ids->ne[2] != 1 || ids->ne[3] != 1)
+        return fail2(ctx, "set_rows", src, ids, "ids must be I32 (n), one per row of src");
+    dz_tensor *t = new_node(ctx, "set_rows", DZ_OP_SET_ROWS, dst->type, 2, dst->ne, src, ids, dst, NULL);
+    if (!t) return NULL;
+    alias_dst(t, dst);
+    snprintf(t->name, sizeof t->name, "%.50s (rows)", dst->name);
+    return t;
+}
+
+dz_tensor *dz_paged_attention(dz_ctx *ctx, dz_tensor *q, dz_tensor *k, dz_tensor *v, dz_tensor *index,
+                              float scale) {
+    if (!ctx || !q || !k || !v || !index) return NULL;
+    if (q->type != DZ_TYPE_F32 || q->ne[3] != 1)
+        return fail1(ctx, "paged_attention", q, "q must be F32 (hd, n_head, T)");
+    if ((k->type != DZ_TYPE_F32 && k->type != DZ_TYPE_F16) || k->ne[3] != 1)
+        return fail1(ctx, "paged_attention", k, "the k pool must be F32 or F16 (hd, n_kv_head, R)");
+    if (v->type != k->type || memcmp(k->ne, v->ne, sizeof k->ne) != 0)
+        return fail2(ctx, "paged_attention", k, v, "the v pool must be of k's type and shape");
+    if (k->ne[0] != q->ne[0]) return fail2(ctx, "paged_attention", q, k, "head sizes differ");
+    if (k->ne[1] < 1 || q->ne[1] % k->ne[1] != 0)
+        return fail2(ctx, "paged_attention", q, k, "n_head must be a multiple of n_kv_head");
+    if (index->type != DZ_TYPE_I32 || index->ne[0] < 2 || index->ne[1] != q->ne[2] || index->ne[2] != 1 ||
+        index->ne[3] != 1)
+        return fail2(ctx, "paged_attention", q, index, "the index must be I32 (W >= 2, T)");
+    dz_tensor *t = new_node(ctx, "paged_attention", DZ_OP_PAGED_ATTENTION, DZ_TYPE_F32, 3, q->ne, q, k, v, index);
+    if (t) t->params.f[0] = scale;
     return t;
 }

@@ -90,6 +90,9 @@ bool dz_cpu_mul_mat_supports_type(dz_type t);
 /* ATTENTION: per-thread scores and accumulators. */
 size_t dz_cpu_attention_thread_bytes(const dz_tensor *node);
 void dz_cpu_attention(const dz_cpu_job *job, int ith, int nth);
+void dz_cpu_paged_attention(const dz_cpu_job *job, int ith, int nth);
+/* SET_ROWS: rows split across threads. */
+void dz_cpu_set_rows(const dz_cpu_job *job, int ith, int nth);
 
 /* Softmax of one row in place, as ggml's x86 (AVX-512) build does:
  * max-subtracted dz_cpu_expf_ggml, sums of 16-lane chunks in float added

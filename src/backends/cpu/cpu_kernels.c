@@ -261,3 +261,19 @@ void dz_cpu_cpy(const dz_cpu_job *job, int ith, int nth) {
     for (int64_t e = lo; e < hi; e++)
         store_from_f32(dst->type, element_at(dst, e), load_as_f32(src->type, element_at(src, e)));
 }
+
+/* ---- SET_ROWS: destination row ids[i] = source row i ---- */
+
+void dz_cpu_set_rows(const dz_cpu_job *job, int ith, int nth) {
+    const dz_tensor *dst = job->node, *src = dst->src[0], *ids = dst->src[1];
+    int64_t lo, hi;
+    dz_cpu_split(src->ne[1], ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        int32_t id;
+        memcpy(&id, (const char *)ids->data + (size_t)r * ids->nb[0], sizeof id);
+        const char *s = dz_cpu_at(src, 0, r, 0, 0);
+        char *d = dz_cpu_at(dst, 0, id, 0, 0);
+        for (int64_t i = 0; i < src->ne[0]; i++)
+            store_from_f32(dst->type, d + (size_t)i * dst->nb[0], load_as_f32(src->type, s + (size_t)i * src->nb[0]));
+    }
+}

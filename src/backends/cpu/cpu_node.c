@@ -62,6 +62,17 @@ static bool supports_op(const dz_tensor *n) {
                (c->type == DZ_TYPE_F32 || c->type == DZ_TYPE_F16) && same_shape(b, c) && a->ne[3] == 1 &&
                b->ne[3] == 1 && b->ne[0] == a->ne[0] && b->ne[1] >= 1 && a->ne[1] % b->ne[1] == 0 &&
                same_shape(n, a) && mask_ok(d, b->ne[2], a->ne[2]) && n->params.i[2] >= 0;
+    case DZ_OP_SET_ROWS: /* c: the destination, which n aliases */
+        return is_f32(a) && b && b->type == DZ_TYPE_I32 && c && same_shape(n, c) && n->type == c->type &&
+               (n->type == DZ_TYPE_F32 || n->type == DZ_TYPE_F16) && n->ne[0] == a->ne[0] && n->ne[2] == 1 &&
+               n->ne[3] == 1 && a->ne[2] == 1 && a->ne[3] == 1 && b->ne[0] == a->ne[1] && b->ne[1] == 1 &&
+               b->ne[2] == 1 && b->ne[3] == 1;
+    case DZ_OP_PAGED_ATTENTION:
+        return is_f32(a) && b && c && d && (b->type == DZ_TYPE_F32 || b->type == DZ_TYPE_F16) &&
+               c->type == b->type && same_shape(b, c) && a->ne[3] == 1 && b->ne[3] == 1 && b->ne[0] == a->ne[0] &&
+               b->ne[1] >= 1 && a->ne[1] % b->ne[1] == 0 && same_shape(n, a) && d->type == DZ_TYPE_I32 &&
+               d->ne[0] >= 2 && d->ne[1] == a->ne[2] && d->ne[2] == 1 && d->ne[3] == 1 &&
+               d->nb[0] == sizeof(int32_t) && d->nb[1] == (size_t)d->ne[0] * sizeof(int32_t);
     case DZ_OP_CPY:
         if (!a || dz_nelements(a) != dz_nelements(n)) return false;
         if (a->type == DZ_TYPE_F32)
@@ -78,13 +89,45 @@ bool dz_cpu_supports_node(const dz_tensor *node) {
     if (!strides_ok(node)) return false;
     for (int i = 0; i < DZ_MAX_SRC; i++)
         if (node->src[i] && !strides_ok(node->src[i])) return false;
-    /* Results are written contiguously, except CPY which writes any view. */
-    if (node->op != DZ_OP_CPY && (node->type != DZ_TYPE_F32 || !dz_is_contiguous(node))) return false;
+    /* Results are written contiguously, except CPY and SET_ROWS which write views. */
+    if (node->op != DZ_OP_CPY && node->op != DZ_OP_SET_ROWS && (node->type != DZ_TYPE_F32 || !dz_is_contiguous(node)))
+        return false;
     return supports_op(node);
 }
 
 /* Data checks the kernels cannot report from their threads. */
+static int32_t i32_at(const dz_tensor *t, int64_t i0, int64_t i1) {
+    int32_t v;
+    memcpy(&v, (const char *)t->data + (size_t)i0 * t->nb[0] + (size_t)i1 * t->nb[1], sizeof v);
+    return v;
+}
+
 dz_status dz_cpu_check_data(const dz_tensor *node) {
+    if (node->op == DZ_OP_SET_ROWS) {
+        const dz_tensor *ids = node->src[1];
+        for (int64_t i = 0; i < ids->ne[0]; i++) {
+            const int32_t id = i32_at(ids, i, 0);
+            if (id < 0 || id >= node->ne[1])
+                return dz_fail(DZ_ERR_ARG, "set_rows '%s': id %d at index %lld is outside the destination's %lld rows",
+                               node->name, id, (long long)i, (long long)node->ne[1]);
+        }
+    }
+    if (node->op == DZ_OP_PAGED_ATTENTION) {
+        const dz_tensor *index = node->src[3];
+        const int64_t rows = node->src[1]->ne[2], W = index->ne[0];
+        for (int64_t t = 0; t < index->ne[1]; t++) {
+            const int32_t n = i32_at(index, 0, t);
+            if (n < 1 || n > W - 1)
+                return dz_fail(DZ_ERR_ARG, "paged_attention '%s': query %lld sees %d positions, not 1..%lld",
+                               node->name, (long long)t, n, (long long)(W - 1));
+            for (int32_t j = 1; j <= n; j++) {
+                const int32_t r = i32_at(index, j, t);
+                if (r < 0 || r >= rows)
+                    return dz_fail(DZ_ERR_ARG, "paged_attention '%s': position %d of query %lld is pool row %d, "
+                                   "outside the pool's %lld rows", node->name, j - 1, (long long)t, r, (long long)rows);
+            }
+        }
+    }
     if (node->op == DZ_OP_GET_ROWS) {
         const dz_tensor *table = node->src[0], *ids = node->src[1];
         for (int64_t i = 0; i < ids->ne[0]; i++) {
@@ -109,6 +152,8 @@ dz_cpu_kernel_fn dz_cpu_kernel_of(dz_op op) {
     case DZ_OP_SOFTMAX: return dz_cpu_softmax;
     case DZ_OP_ATTENTION: return dz_cpu_attention;
     case DZ_OP_CPY: return dz_cpu_cpy;
+    case DZ_OP_SET_ROWS: return dz_cpu_set_rows;
+    case DZ_OP_PAGED_ATTENTION: return dz_cpu_paged_attention;
     default: return NULL;
     }
 }
@@ -148,7 +193,9 @@ dz_status dz_cpu_run_node(dz_cpu_pool *pool, dz_cpu_scratch *scratch, const dz_t
 
     int nth = dz_cpu_pool_size(pool);
     size_t shared = node->op == DZ_OP_MUL_MAT ? align_up(dz_cpu_mul_mat_shared_bytes(node)) : 0;
-    size_t per_thread = node->op == DZ_OP_ATTENTION ? align_up(dz_cpu_attention_thread_bytes(node)) : 0;
+    size_t per_thread = node->op == DZ_OP_ATTENTION || node->op == DZ_OP_PAGED_ATTENTION
+                            ? align_up(dz_cpu_attention_thread_bytes(node))
+                            : 0;
     size_t need = shared + per_thread * (size_t)nth;
     if (need > scratch->size) {
         void *mem = malloc(need);

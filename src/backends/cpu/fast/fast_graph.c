@@ -32,7 +32,9 @@ static void run_reference(dz_fast_task *t, int ith, int nth) {
 static void plan_reference(dz_fast_task *t) {
     t->fn = run_reference;
     t->shared_bytes = t->node->op == DZ_OP_MUL_MAT ? dz_cpu_mul_mat_shared_bytes(t->node) : 0;
-    t->thread_bytes = t->node->op == DZ_OP_ATTENTION ? dz_cpu_attention_thread_bytes(t->node) : 0;
+    t->thread_bytes = t->node->op == DZ_OP_ATTENTION || t->node->op == DZ_OP_PAGED_ATTENTION
+                          ? dz_cpu_attention_thread_bytes(t->node)
+                          : 0;
 }
 
 static void plan(dz_fast_task *t) {

@@ -1,0 +1,318 @@
+/* The paged KV cache (a pool of position blocks shared by sequences) and the
+ * batched forward pass over several sequences: what continuous batching
+ * runs at every step. Keys and values are written with SET_ROWS at the pool
+ * rows of the new positions, and each query attends over the rows its
+ * sequence's blocks give (PAGED_ATTENTION); everything else is the one-
+ * sequence graph of forward.c over the concatenated tokens. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_impl.h"
+
+struct dz_kv_pool {
+    dz_model *model;
+    int32_t n_blocks, block_size;
+    dz_buffer *buf;
+    dz_ctx *ctx;
+    dz_tensor **k, **v;     /* per layer: (head_dim, n_head_kv, n_blocks * block_size) */
+    int32_t *free_list;     /* free block ids, n_free of them */
+    int32_t n_free;
+    int32_t n_seqs;         /* live sequences */
+};
+
+struct dz_kv_seq {
+    dz_kv_pool *pool;
+    int32_t len;            /* positions written */
+    int32_t *blocks;        /* block ids in position order, n_blocks of them */
+    int32_t n_blocks, cap;
+};
+
+dz_status dz_kv_pool_create(dz_model *m, int32_t n_blocks, int32_t block_size, dz_kv_pool **out) {
+    if (!m || !out) return dz_fail(DZ_ERR_ARG, "dz_kv_pool_create: NULL argument");
+    if (block_size < 1 || block_size > 4096)
+        return dz_fail(DZ_ERR_ARG, "KV block size %d must be in 1..4096", block_size);
+    if (n_blocks < 1 || (int64_t)n_blocks * block_size > INT32_MAX)
+        return dz_fail(DZ_ERR_ARG, "KV pool of %d blocks of %d positions: the count must be at least 1 and the "
+                       "positions fit in 32 bits", n_blocks, block_size);
+    const dz_model_hparams *hp = &m->hp;
+    const int64_t rows = (int64_t)n_blocks * block_size;
+    dz_kv_pool *p = calloc(1, sizeof *p);
+    if (!p) return dz_fail(DZ_ERR_NOMEM, "out of memory for the KV pool");
+    p->model = m;
+    p->n_blocks = n_blocks;
+    p->block_size = block_size;
+    p->k = calloc((size_t)hp->n_layer, sizeof *p->k);
+    p->v = calloc((size_t)hp->n_layer, sizeof *p->v);
+    p->free_list = malloc((size_t)n_blocks * sizeof *p->free_list);
+    p->ctx = dz_ctx_create(2 * hp->n_layer + 4);
+    dz_status st = DZ_OK;
+    if (!p->k || !p->v || !p->free_list || !p->ctx) st = dz_fail(DZ_ERR_NOMEM, "out of memory for the KV pool");
+    size_t per_tensor = 0, total = 0;
+    if (!st) {
+        const size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv * sizeof(float);
+        if (dz_mul_overflows(row, (size_t)rows, &per_tensor) ||
+            dz_mul_overflows(per_tensor, 2 * (size_t)hp->n_layer, &total))
+            st = dz_fail(DZ_ERR_ARG, "a KV pool of %lld positions does not fit in memory", (long long)rows);
+    }
+    /* Not cleared: only rows written by SET_ROWS are ever read. */
+    if (!st) st = dz_buffer_alloc(m->device, total, &p->buf);
+    for (int32_t i = 0; !st && i < hp->n_layer; i++) {
+        p->k[i] = dz_new_tensor_3d(p->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows);
+        p->v[i] = dz_new_tensor_3d(p->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows);
+        if (!p->k[i] || !p->v[i]) {
+            st = dz_fail(DZ_ERR_NOMEM, "KV pool tensors: %s", dz_ctx_error(p->ctx));
+            break;
+        }
+        dz_set_name(p->k[i], "pool_k.%d", i);
+        dz_set_name(p->v[i], "pool_v.%d", i);
+        st = dz_tensor_bind(p->k[i], p->buf, (size_t)(2 * i) * per_tensor);
+        if (!st) st = dz_tensor_bind(p->v[i], p->buf, (size_t)(2 * i + 1) * per_tensor);
+    }
+    if (st) {
+        dz_kv_pool_free(p);
+        return st;
+    }
+    for (int32_t b = 0; b < n_blocks; b++) p->free_list[b] = n_blocks - 1 - b; /* block 0 is taken first */
+    p->n_free = n_blocks;
+    *out = p;
+    return DZ_OK;
+}
+
+void dz_kv_pool_free(dz_kv_pool *p) {
+    if (!p) return;
+    dz_buffer_free(p->buf);
+    dz_ctx_destroy(p->ctx);
+    free(p->k);
+    free(p->v);
+    free(p->free_list);
+    free(p);
+}
+
+int32_t dz_kv_pool_block_size(const dz_kv_pool *p) { return p->block_size; }
+int32_t dz_kv_pool_n_blocks(const dz_kv_pool *p) { return p->n_blocks; }
+int32_t dz_kv_pool_free_blocks(const dz_kv_pool *p) { return p->n_free; }
+size_t dz_kv_pool_bytes(const dz_kv_pool *p) { return p->buf ? p->buf->size : 0; }
+
+dz_status dz_kv_seq_create(dz_kv_pool *p, dz_kv_seq **out) {
+    if (!p || !out) return dz_fail(DZ_ERR_ARG, "dz_kv_seq_create: NULL argument");
+    dz_kv_seq *s = calloc(1, sizeof *s);
+    if (!s) return dz_fail(DZ_ERR_NOMEM, "out of memory for a sequence");
+    s->pool = p;
+    p->n_seqs++;
+    *out = s;
+    return DZ_OK;
+}
+
+void dz_kv_seq_free(dz_kv_seq *s) {
+    if (!s) return;
+    dz_kv_pool *p = s->pool;
+    for (int32_t i = s->n_blocks - 1; i >= 0; i--) p->free_list[p->n_free++] = s->blocks[i];
+    p->n_seqs--;
+    free(s->blocks);
+    free(s);
+}
+
+int32_t dz_kv_seq_len(const dz_kv_seq *s) { return s->len; }
+
+/* Blocks seq needs beyond those it has to hold n more positions. */
+static int32_t blocks_short(const dz_kv_seq *s, int32_t n) {
+    const int64_t need = ((int64_t)s->len + n + s->pool->block_size - 1) / s->pool->block_size;
+    return need > s->n_blocks ? (int32_t)(need - s->n_blocks) : 0;
+}
+
+dz_status dz_kv_seq_reserve(dz_kv_seq *s, int32_t n) {
+    if (!s || n < 0) return dz_fail(DZ_ERR_ARG, "dz_kv_seq_reserve: NULL sequence or negative count");
+    if ((int64_t)s->len + n > INT32_MAX) return dz_fail(DZ_ERR_ARG, "sequence length would overflow");
+    dz_kv_pool *p = s->pool;
+    const int32_t more = blocks_short(s, n);
+    if (more == 0) return DZ_OK;
+    if (more > p->n_free)
+        return dz_fail(DZ_ERR_NOMEM, "KV pool exhausted: %d more blocks of %d positions needed, %d free", more,
+                       p->block_size, p->n_free);
+    if (s->n_blocks + more > s->cap) {
+        int32_t cap = s->cap ? s->cap : 4;
+        while (cap < s->n_blocks + more) cap *= 2;
+        int32_t *b = realloc(s->blocks, (size_t)cap * sizeof *b);
+        if (!b) return dz_fail(DZ_ERR_NOMEM, "out of memory for a block table");
+        s->blocks = b;
+        s->cap = cap;
+    }
+    for (int32_t i = 0; i < more; i++) s->blocks[s->n_blocks++] = p->free_list[--p->n_free];
+    return DZ_OK;
+}
+
+/* Pool row of position pos of s (its block must exist). */
+static int32_t row_of(const dz_kv_seq *s, int32_t pos) {
+    const int32_t B = s->pool->block_size;
+    return s->blocks[pos / B] * B + pos % B;
+}
+
+/* ---- the batched forward ---- */
+
+enum { MAX_POSITIONS = 1 << 24 }; /* per sequence */
+
+typedef struct batch_inputs {
+    dz_tensor *ids, *pos, *slots, *index, *last;
+} batch_inputs;
+
+static dz_tensor *add_bias(dz_ctx *ctx, dz_tensor *x, dz_tensor *bias) {
+    return bias ? dz_add(ctx, x, bias) : x;
+}
+
+/* The graph of one batched pass: T new tokens, index rows of W, n_items
+ * outputs; *logits_out is (n_vocab, n_items). */
+static dz_graph *build_batch_graph(dz_model *m, dz_kv_pool *pool, int32_t T, int32_t W, int32_t n_items,
+                                   batch_inputs *in, dz_tensor **logits_out) {
+    const dz_model_hparams *hp = &m->hp;
+    dz_ctx *ctx = m->gctx;
+    const int32_t hd = hp->head_dim;
+    const float kq_scale = 1.0f / sqrtf((float)hd);
+    in->ids = dz_new_tensor_1d(ctx, DZ_TYPE_I32, T);
+    in->pos = dz_new_tensor_1d(ctx, DZ_TYPE_I32, T);
+    in->slots = dz_new_tensor_1d(ctx, DZ_TYPE_I32, T);
+    in->index = dz_new_tensor_2d(ctx, DZ_TYPE_I32, W, T);
+    in->last = dz_new_tensor_1d(ctx, DZ_TYPE_I32, n_items);
+    dz_set_input(in->ids);
+    dz_set_input(in->pos);
+    dz_set_input(in->slots);
+    dz_set_input(in->index);
+    dz_set_input(in->last);
+    dz_tensor *x = dz_get_rows(ctx, m->tok_embd, in->ids); /* (n_embd, T) */
+    dz_graph *g = NULL;
+    for (int32_t il = 0; il < hp->n_layer; il++) {
+        const dz_layer *l = &m->layers[il];
+        dz_tensor *h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->attn_norm);
+        dz_tensor *q = add_bias(ctx, dz_mul_mat(ctx, l->wq, h), l->bq);
+        dz_tensor *k = add_bias(ctx, dz_mul_mat(ctx, l->wk, h), l->bk);
+        dz_tensor *v = add_bias(ctx, dz_mul_mat(ctx, l->wv, h), l->bv);
+        q = dz_rope(ctx, dz_reshape_3d(ctx, q, hd, hp->n_head, T), in->pos, hp->n_rot, hp->rope_mode,
+                    hp->rope_freq_base, hp->rope_freq_scale);
+        k = dz_rope(ctx, dz_reshape_3d(ctx, k, hd, hp->n_head_kv, T), in->pos, hp->n_rot, hp->rope_mode,
+                    hp->rope_freq_base, hp->rope_freq_scale);
+        const int64_t kv_width = (int64_t)hd * hp->n_head_kv, rows = pool->k[il]->ne[2];
+        dz_tensor *k_store = dz_set_rows(ctx, dz_reshape_2d(ctx, pool->k[il], kv_width, rows),
+                                         dz_reshape_2d(ctx, k, kv_width, T), in->slots);
+        dz_tensor *v_store = dz_set_rows(ctx, dz_reshape_2d(ctx, pool->v[il], kv_width, rows),
+                                         dz_reshape_2d(ctx, v, kv_width, T), in->slots);
+        /* The writes go into the graph before the attention that reads them. */
+        if (!g) {
+            g = dz_graph_build(ctx, k_store);
+            if (!g) return NULL;
+        } else if (dz_graph_expand(ctx, g, k_store)) {
+            return NULL;
+        }
+        if (dz_graph_expand(ctx, g, v_store)) return NULL;
+        dz_tensor *a = dz_paged_attention(ctx, q, pool->k[il], pool->v[il], in->index, kq_scale);
+        a = dz_reshape_2d(ctx, a, (int64_t)hd * hp->n_head, T);
+        x = dz_add(ctx, x, dz_mul_mat(ctx, l->wo, a));
+        h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->ffn_norm);
+        dz_tensor *f = dz_swiglu(ctx, dz_mul_mat(ctx, l->ffn_gate, h), dz_mul_mat(ctx, l->ffn_up, h));
+        x = dz_add(ctx, x, dz_mul_mat(ctx, l->ffn_down, f));
+    }
+    x = dz_get_rows(ctx, x, in->last); /* each item's last token */
+    x = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), m->output_norm);
+    dz_tensor *logits = dz_mul_mat(ctx, m->output, x);
+    dz_set_output(logits);
+    if (dz_graph_expand(ctx, g, logits)) return NULL;
+    *logits_out = logits;
+    return g;
+}
+
+static dz_status check_items(const dz_model *m, const dz_kv_pool *pool, const dz_batch_item *items,
+                             int32_t n_items, int64_t *T, int64_t *W) {
+    *T = 0;
+    *W = 2;
+    int32_t more = 0;
+    for (int32_t i = 0; i < n_items; i++) {
+        const dz_batch_item *it = &items[i];
+        if (!it->seq || !it->tokens || it->n < 1)
+            return dz_fail(DZ_ERR_ARG, "batch item %d: no sequence, no tokens or a count below 1", i);
+        if (it->seq->pool != pool) return dz_fail(DZ_ERR_ARG, "batch item %d: the sequence is another pool's", i);
+        for (int32_t j = 0; j < i; j++)
+            if (items[j].seq == it->seq) return dz_fail(DZ_ERR_ARG, "batch items %d and %d share a sequence", j, i);
+        for (int32_t j = 0; j < it->n; j++)
+            if (it->tokens[j] < 0 || it->tokens[j] >= m->hp.n_vocab)
+                return dz_fail(DZ_ERR_ARG, "batch item %d: token id %d at index %d is outside the vocabulary (0..%d)",
+                               i, it->tokens[j], j, m->hp.n_vocab - 1);
+        const int64_t len = (int64_t)it->seq->len + it->n;
+        if (len > MAX_POSITIONS)
+            return dz_fail(DZ_ERR_ARG, "batch item %d: %lld positions are more than %d", i, (long long)len,
+                           MAX_POSITIONS);
+        *T += it->n;
+        if (len + 1 > *W) *W = len + 1;
+        more += blocks_short(it->seq, it->n);
+    }
+    if (*T > INT32_MAX / 4 || *W * *T > (int64_t)1 << 30)
+        return dz_fail(DZ_ERR_ARG, "a batch of %lld tokens over up to %lld positions is too large", (long long)*T,
+                       (long long)(*W - 1));
+    if (more > pool->n_free)
+        return dz_fail(DZ_ERR_NOMEM, "KV pool exhausted: %d more blocks of %d positions needed, %d free", more,
+                       pool->block_size, pool->n_free);
+    return DZ_OK;
+}
+
+/* Fills the inputs' host copies: ids, positions, pool rows, index, last rows. */
+static void fill_inputs(const dz_batch_item *items, int32_t n_items, int32_t W, int32_t *ids, int32_t *pos,
+                        int32_t *slots, int32_t *index, int32_t *last) {
+    int32_t t = 0;
+    for (int32_t i = 0; i < n_items; i++) {
+        const dz_kv_seq *s = items[i].seq;
+        for (int32_t j = 0; j < items[i].n; j++, t++) {
+            const int32_t p = s->len + j;
+            ids[t] = items[i].tokens[j];
+            pos[t] = p;
+            slots[t] = row_of(s, p);
+            int32_t *row = index + (size_t)t * (size_t)W;
+            row[0] = p + 1;
+            for (int32_t q = 0; q <= p; q++) row[1 + q] = row_of(s, q);
+            for (int32_t q = p + 1; q < W - 1; q++) row[1 + q] = 0; /* unused */
+        }
+        last[i] = t - 1;
+    }
+}
+
+dz_status dz_model_forward_batch(dz_model *m, dz_kv_pool *pool, const dz_batch_item *items, int32_t n_items,
+                                 float *logits) {
+    if (!m || !pool || !items || !logits) return dz_fail(DZ_ERR_ARG, "dz_model_forward_batch: NULL argument");
+    if (pool->model != m) return dz_fail(DZ_ERR_ARG, "the KV pool belongs to another model");
+    if (n_items < 1) return dz_fail(DZ_ERR_ARG, "an empty batch");
+    int64_t T64, W64;
+    dz_status st = check_items(m, pool, items, n_items, &T64, &W64);
+    if (st) return st;
+    for (int32_t i = 0; i < n_items; i++) { /* cannot fail: the blocks were counted */
+        st = dz_kv_seq_reserve(items[i].seq, items[i].n);
+        if (st) return st;
+    }
+    const int32_t T = (int32_t)T64, W = (int32_t)W64;
+
+    const dz_model_hparams *hp = &m->hp;
+    if (m->gctx) dz_ctx_reset(m->gctx);
+    else m->gctx = dz_ctx_create(64 * hp->n_layer + 64);
+    if (!m->gctx) return dz_fail(DZ_ERR_NOMEM, "out of memory for the forward graph");
+    batch_inputs in;
+    dz_tensor *out = NULL;
+    dz_graph *g = build_batch_graph(m, pool, T, W, n_items, &in, &out);
+    if (!g) {
+        st = dz_ctx_status(m->gctx);
+        return dz_fail(st ? st : DZ_ERR_INTERNAL, "building the batched forward graph: %s", dz_ctx_error(m->gctx));
+    }
+    st = dz_sched_alloc(m->sched, g);
+    if (st) return st;
+    const size_t n_index = (size_t)W * (size_t)T;
+    int32_t *host = malloc((3 * (size_t)T + n_index + (size_t)n_items) * sizeof *host);
+    if (!host) return dz_fail(DZ_ERR_NOMEM, "out of memory for the batch inputs");
+    int32_t *ids = host, *pos = ids + T, *slots = pos + T, *index = slots + T, *last = index + n_index;
+    fill_inputs(items, n_items, W, ids, pos, slots, index, last);
+    st = dz_tensor_write(in.ids, ids, 0, (size_t)T * sizeof *ids);
+    if (!st) st = dz_tensor_write(in.pos, pos, 0, (size_t)T * sizeof *pos);
+    if (!st) st = dz_tensor_write(in.slots, slots, 0, (size_t)T * sizeof *slots);
+    if (!st) st = dz_tensor_write(in.index, index, 0, n_index * sizeof *index);
+    if (!st) st = dz_tensor_write(in.last, last, 0, (size_t)n_items * sizeof *last);
+    free(host);
+    if (!st) st = dz_sched_compute(m->sched, g);
+    if (!st) st = dz_tensor_read(out, logits, 0, (size_t)n_items * (size_t)hp->n_vocab * sizeof(float));
+    if (st) return st;
+    for (int32_t i = 0; i < n_items; i++) items[i].seq->len += items[i].n;
+    return DZ_OK;
+}
