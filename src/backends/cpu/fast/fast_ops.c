@@ -28,11 +28,38 @@ static void coords(const dz_tensor *t, int64_t r, int64_t *i1, int64_t *i2, int6
 
 /* ---- ADD, MUL (b repeated over rows), SCALE, SILU, SWIGLU, RMS_NORM ---- */
 
+/* One row (decode): elementwise ops split the row itself, in pieces of
+ * whole cache lines. */
+static void run_one_row(dz_fast_task *t, int ith, int nth) {
+    const dz_tensor *out = t->node, *a = out->src[0], *b = out->src[1];
+    const dz_fast_kernels *k = t->k;
+    const int64_t lines = (out->ne[0] + 15) / 16;
+    int64_t lo, hi;
+    dz_cpu_split(lines, ith, nth, &lo, &hi);
+    lo *= 16;
+    hi = hi * 16 < out->ne[0] ? hi * 16 : out->ne[0];
+    if (lo >= hi) return;
+    float *dst = row_at(out, 0, 0, 0) + lo;
+    const float *x = row_at(a, 0, 0, 0) + lo;
+    switch (out->op) {
+    case DZ_OP_ADD: k->add(x, row_at(b, 0, 0, 0) + lo, dst, hi - lo); break;
+    case DZ_OP_MUL: k->mul(x, row_at(b, 0, 0, 0) + lo, dst, hi - lo); break;
+    case DZ_OP_SCALE: k->scale(x, out->params.f[0], dst, hi - lo); break;
+    case DZ_OP_SILU: k->silu(x, dst, hi - lo); break;
+    case DZ_OP_SWIGLU: k->swiglu(x, row_at(b, 0, 0, 0) + lo, dst, hi - lo); break;
+    default: break; /* not planned here */
+    }
+}
+
 static void run_rows(dz_fast_task *t, int ith, int nth) {
     const dz_tensor *out = t->node, *a = out->src[0], *b = out->src[1];
     const dz_fast_kernels *k = t->k;
     const int64_t n = out->ne[0];
     int64_t lo, hi, i1, i2, i3;
+    if (dz_nrows(out) == 1 && out->op != DZ_OP_RMS_NORM && n >= 256) {
+        run_one_row(t, ith, nth);
+        return;
+    }
     dz_cpu_split(dz_nrows(out), ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
         coords(out, r, &i1, &i2, &i3);
