@@ -170,7 +170,9 @@ static void mul_mat_case(dz_type wt, int64_t K, int64_t N, int64_t M, int64_t b2
 }
 
 static void test_mul_mat(void) {
-    const dz_type types[] = {DZ_TYPE_Q4_0, DZ_TYPE_Q8_0, DZ_TYPE_Q4_K, DZ_TYPE_Q6_K, DZ_TYPE_F16, DZ_TYPE_F32, DZ_TYPE_BF16, DZ_TYPE_Q5_K};
+    const dz_type types[] = {DZ_TYPE_Q4_0, DZ_TYPE_Q8_0, DZ_TYPE_Q4_K, DZ_TYPE_Q6_K, DZ_TYPE_F16,  DZ_TYPE_F32,
+                             DZ_TYPE_BF16, DZ_TYPE_Q5_K, DZ_TYPE_Q5_0, DZ_TYPE_IQ4_NL, DZ_TYPE_Q4_1, DZ_TYPE_Q5_1,
+                             DZ_TYPE_Q2_K, DZ_TYPE_Q3_K};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         const dz_type wt = types[t];
         const int64_t k0 = dz_type_info((int)wt)->block_size > 32 ? 256 : 32;

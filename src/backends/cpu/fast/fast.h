@@ -10,20 +10,21 @@
  * The tables are made from one source (kernels.inc) compiled once per level
  * (kernels_<level>.c) over a small vector vocabulary (simd_<level>.h).
  *
- * Formats without a fast kernel at the chosen level (BF16, Q4_1, Q5_x, Q2_K,
- * Q3_K, Q5_K, IQ4_NL matmuls; GET_ROWS; strided layouts the fast kernels do
+ * Formats without a fast kernel at the chosen level (BF16 matmuls; K-quants
+ * below AVX2; GET_ROWS; strided layouts the fast kernels do
  * not take) run the reference kernel inside the same run.
  *
  * Every fast quantized matmul is bit-identical to the reference (and so to
  * llama.cpp's x86 arithmetic, which the reference reproduces) at every level
  * with fused multiply-add; SSE2, without it, differs in the last bits.
  *
- * Quantized matmul, Q4_0 and Q8_0. Weights stream through "panels": R rows
+ * Quantized matmul, Q4_0, Q8_0, Q5_0, IQ4_NL, Q4_1, Q5_1. Weights stream through "panels": R rows
  * (R = the table's qrows) of a quantized matrix unpacked into 8-bit levels,
  * laid out so that one vector holds the same 4 consecutive elements of R rows:
  *   panel[((b * 8 + g) * R + r) * 4 + j] = level of row r, element 32b + 4g + j, plus o
- * where o is the format's offset making levels unsigned (Q4_0: 8; Q8_0: the
- * table's wide_offset). One multiply-add of 4-byte groups (vpdpbusd and its
+ * where o is the format's offset making levels unsigned (Q4_0: 8; Q5_0: 16;
+ * Q4_1, Q5_1: 0, their minimums apart;
+ * Q8_0 and IQ4_NL, whose levels span 8 signed bits: the table's wide_offset). One multiply-add of 4-byte groups (vpdpbusd and its
  * equivalents) then yields, in lane r, the integer dot of row r's 4 elements
  * with 4 activations: exactly ggml's integer "lanes", so the float sums can
  * follow the reference's (= llama.cpp's) order bit for bit. Activations are
@@ -32,7 +33,7 @@
  * the levels go from the weights straight to the multiply-adds (qgemv);
  * with many, a packed panel serves every X row (qgemm).
  *
- * K-quants (Q4_K, Q6_K) keep each row's 8 lanes in a 256-bit half instead
+ * K-quants (Q2_K .. Q6_K) keep each row's 8 lanes in a 256-bit half instead
  * (kgemm, see below); F32/F16 weights run in float (fgemm, fgemm_packed). */
 #ifndef DZ_CPU_FAST_H
 #define DZ_CPU_FAST_H
@@ -43,14 +44,19 @@
 
 /* ---- quantized matmul: formats, prepared activations, panels ---- */
 
-typedef enum dz_fast_qfmt { DZ_FAST_Q4_0, DZ_FAST_Q8_0, DZ_FAST_QFMT_COUNT } dz_fast_qfmt;
+typedef enum dz_fast_qfmt {
+    DZ_FAST_Q4_0, DZ_FAST_Q8_0, DZ_FAST_Q5_0, DZ_FAST_IQ4_NL, DZ_FAST_Q4_1, DZ_FAST_Q5_1, DZ_FAST_QFMT_COUNT
+} dz_fast_qfmt;
 
 /* The float structure of a dot product (the reference's, per format):
  *  SINGLE  one float sum: sum = fma((float)block_dot, d_w * d_x, sum)
  *  LANES   8 float lanes: lane l = fma((float)dot of elements 4l..4l+3 of
  *          the block, d_w * d_x, lane l); at the end the lanes are added in
- *          ggml's hsum_float_8 order ((l4+l0)+(l6+l2)) + ((l5+l1)+(l7+l3)). */
-typedef enum dz_fast_sum { DZ_FAST_SUM_SINGLE, DZ_FAST_SUM_LANES } dz_fast_sum;
+ *          ggml's hsum_float_8 order ((l4+l0)+(l6+l2)) + ((l5+l1)+(l7+l3)).
+ *  PAIRS   (one X row only) LANES with even and odd blocks in two sets of
+ *          lanes, added lane by lane before the horizontal sum; an odd last
+ *          block's integer dot then added alone, unfused: sum + (d_x * d_w) * dot. */
+typedef enum dz_fast_sum { DZ_FAST_SUM_SINGLE, DZ_FAST_SUM_LANES, DZ_FAST_SUM_PAIRS } dz_fast_sum;
 
 /* One prepared activation row of k elements at base:
  *   int8 q[k] at 0;
@@ -58,10 +64,13 @@ typedef enum dz_fast_sum { DZ_FAST_SUM_SINGLE, DZ_FAST_SUM_LANES } dz_fast_sum;
  *       Q8_K: k/256);
  *   int32 corr4[k/4] at corr4_off: -o * the sum of each 4 q;
  *   int32 corr32[k/32] at corr32_off: -o * the sum of each 32 (Q8_0);
- *   int16 gsum[k/32] at gsum_off: the sum of each 32 q (Q8_K).
+ *   int16 gsum[k/32] at gsum_off: the sum of each 32 q (Q8_K);
+ *   float s[k/32] at s_off: Q8_1's s of each block, d * sum(q) fp16-rounded
+ *       (d before rounding: amax / 127), for Q4_1/Q5_1;
+ *   int16 bsum16[k/16] at bsum16_off: the sum of each 16 q (Q8_K, for Q2_K).
  * Rows are stride bytes apart. */
 typedef struct dz_fast_xq_layout {
-    size_t stride, d_off, corr4_off, corr32_off, gsum_off;
+    size_t stride, d_off, corr4_off, corr32_off, gsum_off, s_off, bsum16_off;
 } dz_fast_xq_layout;
 
 dz_fast_xq_layout dz_fast_xq_layout_for(int64_t k);
@@ -71,6 +80,8 @@ dz_fast_xq_layout dz_fast_xq_layout_for(int64_t k);
 typedef struct dz_fast_qgemm_args {
     const uint8_t *panel;   /* [nblk][8][R][4] */
     const float *scales;    /* [nblk][R]: d_w */
+    const float *mins;      /* [nblk][R]: m_w (Q4_1, Q5_1: out += sum of m_w * s_x, in a float
+                             * of its own added last; LANES only), or NULL */
     int64_t nblk;           /* blocks of 32 per row */
     int rows;               /* valid rows, <= R */
     const char *x;          /* prepared X row 0 */
@@ -96,6 +107,7 @@ typedef struct dz_fast_pack_args {
     int offset;
     uint8_t *panel;
     float *scales;
+    float *mins;            /* Q4_1, Q5_1: the blocks' m as floats, like scales */
     const char *prefetch;
     size_t prefetch_bytes;
 } dz_fast_pack_args;
@@ -118,13 +130,15 @@ typedef struct dz_fast_qgemv_args {
     dz_fast_sum sum;
 } dz_fast_qgemv_args;
 
-/* ---- K-quants (Q4_K, Q6_K) against Q8_K activations ----
+/* ---- K-quants (Q2_K .. Q6_K) against Q8_K activations ----
  * Their reference (= llama.cpp's AVX2 vec_dot) keeps 8 integer lanes per
  * 32-element group, lane l summing elements 4l..4l+3 times the group's
  * scale across a super-block: exactly the int32 lanes of a byte product of
  * 32 bytes, so these kernels keep each row's 8 lanes in a 256-bit half and
  * read weights row by row. out[c * ldo + r] for r < rows, c < m. */
-typedef enum dz_fast_kfmt { DZ_FAST_Q4_K, DZ_FAST_Q6_K, DZ_FAST_KFMT_COUNT } dz_fast_kfmt;
+typedef enum dz_fast_kfmt {
+    DZ_FAST_Q4_K, DZ_FAST_Q5_K, DZ_FAST_Q6_K, DZ_FAST_Q2_K, DZ_FAST_Q3_K, DZ_FAST_KFMT_COUNT
+} dz_fast_kfmt;
 
 typedef struct dz_fast_kgemm_args {
     const char *w;          /* row 0 */
@@ -170,8 +184,9 @@ typedef struct dz_fast_attn_args {
     int64_t hd;
     const int64_t *visible;  /* keys each row sees (a prefix) */
     const float *const *mask;/* per row: mask[r][j] added to the scaled score, or NULL */
-    const char *k, *v;       /* key / value j at k + j * kv_stride (hd adjacent floats) */
+    const char *k, *v;       /* key / value j at k + row_j * kv_stride (hd adjacent floats) */
     size_t kv_stride;
+    const int32_t *kv_rows;  /* row_j = kv_rows[j] (a paged cache), or NULL: row_j = j */
     float scale;
     float *const *out;       /* per row: hd floats */
     float *scratch;          /* dz_fast_attn_scratch(rows, hd) floats */
@@ -277,6 +292,7 @@ struct dz_fast_task {
  * dz_cpu_supports_node). Return false to let the reference kernel run it. */
 bool dz_fast_plan_mul_mat(dz_fast_task *t);
 bool dz_fast_plan_attention(dz_fast_task *t);
+bool dz_fast_plan_paged_attention(dz_fast_task *t);
 bool dz_fast_plan_op(dz_fast_task *t); /* the other ops (fast_ops.c) */
 
 /* Thread ith's next work item of n, or -1 when all are handed out. */

@@ -49,7 +49,7 @@ static void run_attention(dz_fast_task *t, int ith, int nth) {
             }
         const dz_fast_attn_args a = {.q = qrows, .rows = rows, .hd = hd, .visible = visible,
                                      .mask = mask ? masks : NULL, .k = dz_cpu_at(k, 0, kvh, 0, 0),
-                                     .v = dz_cpu_at(v, 0, kvh, 0, 0), .kv_stride = k->nb[2],
+                                     .v = dz_cpu_at(v, 0, kvh, 0, 0), .kv_stride = k->nb[2], .kv_rows = NULL,
                                      .scale = out->params.f[0], .out = outs, .scratch = scratch};
         t->k->attend(&a);
     }
@@ -60,6 +60,43 @@ bool dz_fast_plan_attention(dz_fast_task *t) {
     /* K and V rows of equal stride (attend steps both by one stride). */
     if (!adjacent(k) || !adjacent(v) || k->nb[2] != v->nb[2] || (mask && !adjacent(mask))) return false;
     t->fn = run_attention;
+    t->thread_bytes = thread_floats(n) * sizeof(float);
+    return true;
+}
+
+/* PAGED_ATTENTION: a work item is one query position times the query heads
+ * of one K/V head; its keys are the pool rows its index row lists. */
+static void run_paged_attention(dz_fast_task *t, int ith, int nth) {
+    (void)nth;
+    const dz_tensor *out = t->node, *q = out->src[0], *k = out->src[1], *v = out->src[2], *index = out->src[3];
+    const int64_t hd = q->ne[0], n_head = q->ne[1], T = q->ne[2], n_kv = k->ne[1], group = n_head / n_kv;
+    const int max_rows = (int)(group * Q_BLOCK);
+    float *scratch = (float *)(t->per_thread + (size_t)ith * t->thread_bytes);
+    float *qrows = scratch + dz_fast_attn_scratch(max_rows, hd);
+    int64_t *visible = (int64_t *)(qrows + ((size_t)max_rows * (size_t)hd + 1) / 2 * 2);
+    float **outs = (float **)(visible + max_rows);
+    for (int64_t it; (it = dz_fast_next_item(t, T * n_kv)) >= 0;) {
+        const int64_t kvh = it % n_kv, qt = it / n_kv;
+        const int32_t *ix = (const int32_t *)dz_cpu_at(index, 0, qt, 0, 0);
+        int rows = 0;
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; h++, rows++) {
+            const char *src = dz_cpu_at(q, 0, h, qt, 0);
+            for (int64_t d = 0; d < hd; d++) memcpy(&qrows[rows * hd + d], src + (size_t)d * q->nb[0], sizeof(float));
+            visible[rows] = ix[0];
+            outs[rows] = (float *)dz_cpu_at(out, 0, h, qt, 0);
+        }
+        const dz_fast_attn_args a = {.q = qrows, .rows = rows, .hd = hd, .visible = visible, .mask = NULL,
+                                     .k = dz_cpu_at(k, 0, kvh, 0, 0), .v = dz_cpu_at(v, 0, kvh, 0, 0),
+                                     .kv_stride = k->nb[2], .kv_rows = ix + 1, .scale = out->params.f[0],
+                                     .out = outs, .scratch = scratch};
+        t->k->attend(&a);
+    }
+}
+
+bool dz_fast_plan_paged_attention(dz_fast_task *t) {
+    const dz_tensor *n = t->node, *k = n->src[1], *v = n->src[2];
+    if (!adjacent(k) || !adjacent(v) || k->nb[2] != v->nb[2]) return false;
+    t->fn = run_paged_attention;
     t->thread_bytes = thread_floats(n) * sizeof(float);
     return true;
 }

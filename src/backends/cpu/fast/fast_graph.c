@@ -42,6 +42,7 @@ static void plan(dz_fast_task *t) {
     switch (t->node->op) {
     case DZ_OP_MUL_MAT: fast = dz_fast_plan_mul_mat(t); break;
     case DZ_OP_ATTENTION: fast = dz_fast_plan_attention(t); break;
+    case DZ_OP_PAGED_ATTENTION: fast = dz_fast_plan_paged_attention(t); break;
     default: fast = dz_fast_plan_op(t); break;
     }
     if (!fast) plan_reference(t);

@@ -13,6 +13,7 @@
  *     block of rows x columns (fgemm tiles it in registers).
  * Quantized dots follow the reference's float structure (dz_fast_sum) and
  * are bit-identical to it. */
+#include <math.h>
 #include <string.h>
 
 #include "backends/cpu/fast/fast.h"
@@ -36,7 +37,9 @@ dz_fast_xq_layout dz_fast_xq_layout_for(int64_t k) {
     l.corr4_off = l.d_off + align64(nb * sizeof(float));
     l.corr32_off = l.corr4_off + align64(nb * 8 * sizeof(int32_t));
     l.gsum_off = l.corr32_off + align64(nb * sizeof(int32_t));
-    l.stride = l.gsum_off + align64(nb * sizeof(int16_t));
+    l.s_off = l.gsum_off + align64(nb * sizeof(int16_t));
+    l.bsum16_off = l.s_off + align64(nb * sizeof(float));
+    l.stride = l.bsum16_off + align64(2 * nb * sizeof(int16_t));
     return l;
 }
 
@@ -49,10 +52,28 @@ static void pack_portable(dz_fast_qfmt fmt, int R, const dz_fast_pack_args *a) {
     for (int r = 0; r < R; r++) {
         const char *row = a->w + (size_t)(r < a->rows ? r : 0) * a->row_bytes;
         for (int64_t b = 0; b < a->nblk; b++) {
-            uint16_t d;
-            if (fmt == DZ_FAST_Q4_0) {
+            uint16_t d, m = 0;
+            if (fmt == DZ_FAST_Q4_1) {
+                const dz_block_q4_1 *blk = (const dz_block_q4_1 *)row + b;
+                dz_levels_q4_1(blk, level);
+                d = blk->d;
+                m = blk->m;
+            } else if (fmt == DZ_FAST_Q5_1) {
+                const dz_block_q5_1 *blk = (const dz_block_q5_1 *)row + b;
+                dz_levels_q5_1(blk, level);
+                d = blk->d;
+                m = blk->m;
+            } else if (fmt == DZ_FAST_Q4_0) {
                 const dz_block_q4_0 *blk = (const dz_block_q4_0 *)row + b;
                 dz_levels_q4_0(blk, level);
+                d = blk->d;
+            } else if (fmt == DZ_FAST_Q5_0) {
+                const dz_block_q5_0 *blk = (const dz_block_q5_0 *)row + b;
+                dz_levels_q5_0(blk, level);
+                d = blk->d;
+            } else if (fmt == DZ_FAST_IQ4_NL) {
+                const dz_block_iq4_nl *blk = (const dz_block_iq4_nl *)row + b;
+                dz_levels_iq4_nl(blk, level);
                 d = blk->d;
             } else {
                 const dz_block_q8_0 *blk = (const dz_block_q8_0 *)row + b;
@@ -63,6 +84,7 @@ static void pack_portable(dz_fast_qfmt fmt, int R, const dz_fast_pack_args *a) {
             for (int g = 0; g < 8; g++)
                 for (int j = 0; j < 4; j++) dst[(size_t)g * R * 4 + j] = (uint8_t)(level[4 * g + j] + a->offset);
             a->scales[b * R + r] = dz_fp16_to_fp32(d);
+            if (a->mins) a->mins[b * R + r] = dz_fp16_to_fp32(m);
         }
     }
 }
@@ -92,6 +114,22 @@ static void tile_x_row(const dz_fast_task *t, int64_t r, const float *row, float
             for (int64_t i = 0; i < K; i++) tile[i * pnc + c] = 0.0f;
 }
 
+/* Q8_1's s of each block of a prepared row (its q as Q8_0's): the
+ * reference's d * sum(q), d = amax / 127 before fp16 rounding. */
+static void q8_1_sums(const float *row, int64_t k, const char *at, dz_fast_xq_layout xl) {
+    const int8_t *q = (const int8_t *)at;
+    float *s = (float *)(at + xl.s_off);
+    for (int64_t b = 0; b < k / 32; b++) {
+        float amax = 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            amax = fmaxf(amax, fabsf(row[32 * b + j]));
+            sum += q[32 * b + j];
+        }
+        s[b] = dz_fp16_to_fp32(dz_fp32_to_fp16(amax / 127.0f * (float)sum));
+    }
+}
+
 /* Prepares X rows [lo, hi) into dst (row r at r * stride, or tiled). buf:
  * 2 K floats of scratch. */
 static void prepare_x(const dz_fast_task *t, int64_t lo, int64_t hi, char *dst, float *buf) {
@@ -112,9 +150,19 @@ static void prepare_x(const dz_fast_task *t, int64_t lo, int64_t hi, char *dst, 
         if (t->plan.mm.qfmt >= 0) {
             t->k->quantize_q8_0(row, k, t->plan.mm.offset, (int8_t *)at, (float *)(at + xl.d_off),
                                 (int32_t *)(at + xl.corr4_off), (int32_t *)(at + xl.corr32_off));
+            if (t->plan.mm.qfmt == DZ_FAST_Q4_1 || t->plan.mm.qfmt == DZ_FAST_Q5_1) q8_1_sums(row, k, at, xl);
         } else if (t->plan.mm.kfmt >= 0) {
             t->k->quantize_q8_K(row, k, t->plan.mm.offset, (int8_t *)at, (float *)(at + xl.d_off),
                                 (int32_t *)(at + xl.corr4_off), (int16_t *)(at + xl.gsum_off));
+            if (t->plan.mm.kfmt == DZ_FAST_Q2_K) {
+                const int8_t *q = (const int8_t *)at;
+                int16_t *bs = (int16_t *)(at + xl.bsum16_off);
+                for (int64_t g = 0; g < k / 16; g++) {
+                    int s = 0;
+                    for (int j = 0; j < 16; j++) s += q[16 * g + j];
+                    bs[g] = (int16_t)s;
+                }
+            }
         } else {
             float *out = (float *)dst + (size_t)r * t->plan.mm.xf_stride;
             if (t->node->src[0]->type == DZ_TYPE_F16) t->k->round_f16(row, out, k);
@@ -209,6 +257,8 @@ static void run_quantized(dz_fast_task *t, int ith, int nth) {
     char *mine = t->per_thread + (size_t)ith * t->thread_bytes;
     uint8_t *panel = (uint8_t *)mine;
     float *scales = (float *)(mine + align64((size_t)R * (size_t)K));
+    const bool with_min = t->plan.mm.qfmt == DZ_FAST_Q4_1 || t->plan.mm.qfmt == DZ_FAST_Q5_1;
+    float *mins = with_min ? scales + align64((size_t)R * (size_t)(K / 32) * sizeof(float)) / sizeof(float) : NULL;
     float *buf = (float *)(mine + t->plan.mm.panel_bytes);
     char *mine_x = (char *)buf + align64((size_t)K * sizeof(float));
     const char *xq = phase_prepare(t, ith, nth, mine_x, buf);
@@ -219,9 +269,10 @@ static void run_quantized(dz_fast_task *t, int ith, int nth) {
     const int64_t n_panels = (N + R - 1) / R, chunks = (n_panels + per_item - 1) / per_item;
     const int64_t n_items = chunks * x->ne[2] * x->ne[3];
     dz_fast_pack_args pa = {.row_bytes = w->nb[1], .nblk = nblk, .offset = t->plan.mm.offset, .panel = panel,
-                            .scales = scales};
-    dz_fast_qgemm_args a = {.panel = panel, .scales = scales, .nblk = nblk, .xl = t->plan.mm.xl, .m = M,
-                            .ldo = (size_t)N, .sum = t->plan.mm.sum, .wide = fmt == DZ_FAST_Q8_0};
+                            .scales = scales, .mins = mins};
+    dz_fast_qgemm_args a = {.panel = panel, .scales = scales, .mins = mins, .nblk = nblk, .xl = t->plan.mm.xl, .m = M,
+                            .ldo = (size_t)N, .sum = t->plan.mm.sum,
+                            .wide = fmt == DZ_FAST_Q8_0 || fmt == DZ_FAST_IQ4_NL};
     /* Each thread claims its next item before starting the last panel of the
      * current one, so that panel's packing can prefetch the next one's. */
     int64_t it = dz_fast_next_item(t, n_items);
@@ -370,9 +421,10 @@ static void run_float(dz_fast_task *t, int ith, int nth) {
 
 /* ---- planning ---- */
 
-/* The reference's sum structure for W (see cpu_matmul.c's dot_for). */
-static dz_fast_sum sum_for(const dz_tensor *w) {
+/* The reference's sum structure for W x X (see cpu_matmul.c's dot_for). */
+static dz_fast_sum sum_for(const dz_tensor *w, const dz_tensor *x) {
     if (w->type == DZ_TYPE_Q4_0 && w->ne[1] % 8 == 0 && w->ne[2] == 1 && w->ne[3] == 1) return DZ_FAST_SUM_SINGLE;
+    if (w->type == DZ_TYPE_IQ4_NL && x->ne[1] < 2) return DZ_FAST_SUM_PAIRS;
     return DZ_FAST_SUM_LANES;
 }
 
@@ -384,11 +436,21 @@ bool dz_fast_plan_mul_mat(dz_fast_task *t) {
     t->plan.mm.qfmt = t->plan.mm.kfmt = -1;
     t->plan.mm.x_tiled = false;
     switch (w->type) {
+    case DZ_TYPE_Q2_K:
+    case DZ_TYPE_Q3_K:
     case DZ_TYPE_Q4_K:
+    case DZ_TYPE_Q5_K:
     case DZ_TYPE_Q6_K: {
-        t->plan.mm.kfmt = w->type == DZ_TYPE_Q4_K ? DZ_FAST_Q4_K : DZ_FAST_Q6_K;
+        switch (w->type) {
+        case DZ_TYPE_Q2_K: t->plan.mm.kfmt = DZ_FAST_Q2_K; break;
+        case DZ_TYPE_Q3_K: t->plan.mm.kfmt = DZ_FAST_Q3_K; break;
+        case DZ_TYPE_Q4_K: t->plan.mm.kfmt = DZ_FAST_Q4_K; break;
+        case DZ_TYPE_Q5_K: t->plan.mm.kfmt = DZ_FAST_Q5_K; break;
+        default: t->plan.mm.kfmt = DZ_FAST_Q6_K; break;
+        }
         if (!t->k->kgemm[t->plan.mm.kfmt]) return false;
-        t->plan.mm.offset = w->type == DZ_TYPE_Q6_K ? 32 : 0; /* Q6_K's levels are q - 32 */
+        /* Q6_K's levels are q - 32, Q3_K's q - 4 */
+        t->plan.mm.offset = w->type == DZ_TYPE_Q6_K ? 32 : w->type == DZ_TYPE_Q3_K ? 4 : 0;
         t->plan.mm.xl = dz_fast_xq_layout_for(K);
         const size_t xbytes = prepared_x_bytes(t);
         t->shared_bytes = t->plan.mm.x_private ? 0 : xbytes;
@@ -398,13 +460,23 @@ bool dz_fast_plan_mul_mat(dz_fast_task *t) {
         return true;
     }
     case DZ_TYPE_Q4_0:
-    case DZ_TYPE_Q8_0: {
+    case DZ_TYPE_Q8_0:
+    case DZ_TYPE_Q5_0:
+    case DZ_TYPE_IQ4_NL:
+    case DZ_TYPE_Q4_1:
+    case DZ_TYPE_Q5_1: {
         const size_t R = (size_t)t->k->qrows;
-        t->plan.mm.qfmt = w->type == DZ_TYPE_Q4_0 ? DZ_FAST_Q4_0 : DZ_FAST_Q8_0;
-        t->plan.mm.offset = w->type == DZ_TYPE_Q4_0 ? 8 : t->k->wide_offset;
-        t->plan.mm.sum = sum_for(w);
+        switch (w->type) {
+        case DZ_TYPE_Q4_0: t->plan.mm.qfmt = DZ_FAST_Q4_0; t->plan.mm.offset = 8; break;
+        case DZ_TYPE_Q5_0: t->plan.mm.qfmt = DZ_FAST_Q5_0; t->plan.mm.offset = 16; break;
+        case DZ_TYPE_IQ4_NL: t->plan.mm.qfmt = DZ_FAST_IQ4_NL; t->plan.mm.offset = t->k->wide_offset; break;
+        case DZ_TYPE_Q4_1: t->plan.mm.qfmt = DZ_FAST_Q4_1; t->plan.mm.offset = 0; break;
+        case DZ_TYPE_Q5_1: t->plan.mm.qfmt = DZ_FAST_Q5_1; t->plan.mm.offset = 0; break;
+        default: t->plan.mm.qfmt = DZ_FAST_Q8_0; t->plan.mm.offset = t->k->wide_offset; break;
+        }
+        t->plan.mm.sum = sum_for(w, x);
         t->plan.mm.xl = dz_fast_xq_layout_for(K);
-        t->plan.mm.panel_bytes = align64(R * (size_t)K) + align64(R * (size_t)(K / 32) * sizeof(float));
+        t->plan.mm.panel_bytes = align64(R * (size_t)K) + 2 * align64(R * (size_t)(K / 32) * sizeof(float)); /* + mins */
         const size_t xbytes = prepared_x_bytes(t);
         t->shared_bytes = t->plan.mm.x_private ? 0 : xbytes;
         t->thread_bytes = t->plan.mm.panel_bytes + gather + (t->plan.mm.x_private ? xbytes : 0);

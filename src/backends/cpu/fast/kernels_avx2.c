@@ -5,6 +5,8 @@
 #if defined(__x86_64__)
 #include "backends/cpu/fast/simd_avx2.h"
 
+#include <stddef.h>
+
 #include "backends/cpu/fast/fast.h"
 #include "tensor/convert.h"
 
@@ -20,13 +22,37 @@ static inline void transpose4(__m256i a[4]) {
 
 static inline __m128i load16(const char *p) { return _mm_loadu_si128((const __m128i *)p); }
 
-static inline size_t block_bytes(int fmt) { return fmt == DZ_FAST_Q4_0 ? sizeof(dz_block_q4_0) : sizeof(dz_block_q8_0); }
+static inline size_t block_bytes(int fmt) {
+    switch (fmt) {
+    case DZ_FAST_Q4_0: return sizeof(dz_block_q4_0);
+    case DZ_FAST_Q5_0: return sizeof(dz_block_q5_0);
+    case DZ_FAST_IQ4_NL: return sizeof(dz_block_iq4_nl);
+    case DZ_FAST_Q4_1: return sizeof(dz_block_q4_1);
+    case DZ_FAST_Q5_1: return sizeof(dz_block_q5_1);
+    default: return sizeof(dz_block_q8_0);
+    }
+}
 
-/* Q4_0: the nibbles (level + 8); a[i] holds rows i and i + 4. Q8_0: signed
- * levels; lo[i] holds row i, hi[i] row i + 4, 32 bytes each. */
+/* Where a block's nibbles start. */
+static inline size_t qs_offset(int fmt) {
+    switch (fmt) {
+    case DZ_FAST_Q5_0: return offsetof(dz_block_q5_0, qs);
+    case DZ_FAST_Q4_1: return offsetof(dz_block_q4_1, qs);
+    case DZ_FAST_Q5_1: return offsetof(dz_block_q5_1, qs);
+    default: return 2;
+    }
+}
+
+/* Q4_1, Q5_1: the nibbles (plus 16 times the fifth bit), levels themselves. */
+/* Q4_0: the nibbles (level + 8); a[i] holds rows i and i + 4. Q5_0: the
+ * nibbles plus 16 times the fifth bit (level + 16): bits 4g..4g+3 of the
+ * row's 32-bit qh are the fifth bits of group g, spread by a multiply to
+ * bit 4 of bytes 0..3. IQ4_NL: the nibbles through the table (a byte
+ * shuffle), signed levels. Q8_0: signed levels; lo[i] holds row i, hi[i]
+ * row i + 4, 32 bytes each. */
 static inline __attribute__((always_inline)) void load_block(const int fmt, const char *const *rowp, int64_t b, vi w[8]) {
-    const size_t at = (size_t)b * block_bytes(fmt) + 2;
-    if (fmt == DZ_FAST_Q4_0) {
+    const size_t at = (size_t)b * block_bytes(fmt) + qs_offset(fmt);
+    if (fmt != DZ_FAST_Q8_0) {
         const __m256i low = _mm256_set1_epi8(0x0f);
         __m256i a[4];
         for (int i = 0; i < 4; i++)
@@ -35,6 +61,20 @@ static inline __attribute__((always_inline)) void load_block(const int fmt, cons
         for (int d = 0; d < 4; d++) {
             w[d] = _mm256_and_si256(a[d], low);
             w[4 + d] = _mm256_and_si256(_mm256_srli_epi16(a[d], 4), low);
+        }
+        if (fmt == DZ_FAST_Q5_0 || fmt == DZ_FAST_Q5_1) { /* qh just before qs */
+            int32_t h[8];
+            for (int r = 0; r < 8; r++) memcpy(&h[r], rowp[r] + at - 4, 4);
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)h), nib = _mm256_set1_epi32(0x0f);
+            const __m256i spread = _mm256_set1_epi32((1 << 4) | (1 << 11) | (1 << 18) | (1 << 25));
+            const __m256i bit4 = _mm256_set1_epi8(0x10);
+            for (int g = 0; g < 8; g++) {
+                const __m256i bits = _mm256_and_si256(_mm256_srl_epi32(qh, _mm_cvtsi32_si128(4 * g)), nib);
+                w[g] = _mm256_or_si256(w[g], _mm256_and_si256(_mm256_mullo_epi32(bits, spread), bit4));
+            }
+        } else if (fmt == DZ_FAST_IQ4_NL) {
+            const __m256i table = _mm256_broadcastsi128_si256(load16((const char *)dz_iq4nl_values));
+            for (int g = 0; g < 8; g++) w[g] = _mm256_shuffle_epi8(table, w[g]);
         }
     } else {
         __m256i lo[4], hi[4];
@@ -51,11 +91,20 @@ static inline __attribute__((always_inline)) void load_block(const int fmt, cons
     }
 }
 
-static inline __attribute__((always_inline)) vf block_scales(const int fmt, const char *const *rowp, int64_t b) {
-    const size_t at = (size_t)b * block_bytes(fmt);
+/* The fp16 at byte off of block b of the 8 rows, as floats: the scales
+ * (off 0) or the minimums (Q4_1, Q5_1: off 2). */
+static inline __attribute__((always_inline)) vf block_halves(const int fmt, const char *const *rowp, int64_t b, size_t off) {
+    const size_t at = (size_t)b * block_bytes(fmt) + off;
     uint16_t h[8];
     for (int r = 0; r < 8; r++) memcpy(&h[r], rowp[r] + at, 2);
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+static inline __attribute__((always_inline)) vf block_scales(const int fmt, const char *const *rowp, int64_t b) {
+    return block_halves(fmt, rowp, b, 0);
+}
+static inline __attribute__((always_inline)) vf block_mins(const int fmt, const char *const *rowp, int64_t b) {
+    return block_halves(fmt, rowp, b, 2);
 }
 
 #define SIMD_NAME avx2

@@ -5,6 +5,8 @@
 #if defined(__x86_64__)
 #include "backends/cpu/fast/simd_avx512.h"
 
+#include <stddef.h>
+
 #include "backends/cpu/fast/fast.h"
 #include "tensor/convert.h"
 
@@ -21,15 +23,38 @@ static inline void transpose4(__m512i a[4]) {
 static inline __m128i load16(const char *p) { return _mm_loadu_si128((const __m128i *)p); }
 static inline __m256i load32(const char *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
-static inline size_t block_bytes(int fmt) { return fmt == DZ_FAST_Q4_0 ? sizeof(dz_block_q4_0) : sizeof(dz_block_q8_0); }
+static inline size_t block_bytes(int fmt) {
+    switch (fmt) {
+    case DZ_FAST_Q4_0: return sizeof(dz_block_q4_0);
+    case DZ_FAST_Q5_0: return sizeof(dz_block_q5_0);
+    case DZ_FAST_IQ4_NL: return sizeof(dz_block_iq4_nl);
+    case DZ_FAST_Q4_1: return sizeof(dz_block_q4_1);
+    case DZ_FAST_Q5_1: return sizeof(dz_block_q5_1);
+    default: return sizeof(dz_block_q8_0);
+    }
+}
 
+/* Where a block's nibbles start. */
+static inline size_t qs_offset(int fmt) {
+    switch (fmt) {
+    case DZ_FAST_Q5_0: return offsetof(dz_block_q5_0, qs);
+    case DZ_FAST_Q4_1: return offsetof(dz_block_q4_1, qs);
+    case DZ_FAST_Q5_1: return offsetof(dz_block_q5_1, qs);
+    default: return 2;
+    }
+}
+
+/* Q4_1, Q5_1: the nibbles (plus 16 times the fifth bit), levels themselves. */
 /* Q4_0: the nibbles themselves (level + 8). Lane L of a[i] holds row 4L + i;
  * after the transpose a[d] holds bytes 4d..4d+3 of rows 0..15, whose low
  * nibbles are elements 4d.. and high nibbles elements 16 + 4d... Q8_0:
- * level + 128; lo[i] holds rows i and i + 8, hi[i] rows i + 4 and i + 12. */
+ * level + 128; lo[i] holds rows i and i + 8, hi[i] rows i + 4 and i + 12.
+ * Q5_0: the nibbles plus 16 times the fifth bit (level + 16), bits
+ * 4g..4g+3 of the row's qh spread by a multiply to bit 4 of bytes 0..3.
+ * IQ4_NL: the nibbles through the table plus 128 (a byte shuffle). */
 static inline __attribute__((always_inline)) void load_block(const int fmt, const char *const *rowp, int64_t b, vi w[8]) {
-    const size_t at = (size_t)b * block_bytes(fmt) + 2;
-    if (fmt == DZ_FAST_Q4_0) {
+    const size_t at = (size_t)b * block_bytes(fmt) + qs_offset(fmt);
+    if (fmt != DZ_FAST_Q8_0) {
         const __m512i low = _mm512_set1_epi8(0x0f);
         __m512i a[4];
         for (int i = 0; i < 4; i++) {
@@ -42,6 +67,22 @@ static inline __attribute__((always_inline)) void load_block(const int fmt, cons
         for (int d = 0; d < 4; d++) {
             w[d] = _mm512_and_si512(a[d], low);
             w[4 + d] = _mm512_and_si512(_mm512_srli_epi16(a[d], 4), low);
+        }
+        if (fmt == DZ_FAST_Q5_0 || fmt == DZ_FAST_Q5_1) { /* qh just before qs */
+            int32_t h[16];
+            for (int r = 0; r < 16; r++) memcpy(&h[r], rowp[r] + at - 4, 4);
+            const __m512i qh = _mm512_loadu_si512(h), nib = _mm512_set1_epi32(0x0f);
+            const __m512i spread = _mm512_set1_epi32((1 << 4) | (1 << 11) | (1 << 18) | (1 << 25));
+            const __m512i bit4 = _mm512_set1_epi8(0x10);
+            for (int g = 0; g < 8; g++) {
+                const __m512i bits = _mm512_and_si512(_mm512_srl_epi32(qh, _mm_cvtsi32_si128(4 * g)), nib);
+                w[g] = _mm512_or_si512(w[g], _mm512_and_si512(_mm512_mullo_epi32(bits, spread), bit4));
+            }
+        } else if (fmt == DZ_FAST_IQ4_NL) {
+            int8_t t[16];
+            for (int i = 0; i < 16; i++) t[i] = (int8_t)(dz_iq4nl_values[i] ^ (int8_t)0x80); /* + 128 */
+            const __m512i table = _mm512_broadcast_i32x4(load16((const char *)t));
+            for (int g = 0; g < 8; g++) w[g] = _mm512_shuffle_epi8(table, w[g]);
         }
     } else {
         const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -63,11 +104,18 @@ static inline __attribute__((always_inline)) void load_block(const int fmt, cons
 
 /* The fp16 block scales of the 16 rows as floats. (Scalar loads: a gather
  * costs more on the processors measured.) */
-static inline __attribute__((always_inline)) vf block_scales(const int fmt, const char *const *rowp, int64_t b) {
-    const size_t at = (size_t)b * block_bytes(fmt);
+static inline __attribute__((always_inline)) vf block_halves(const int fmt, const char *const *rowp, int64_t b, size_t off) {
+    const size_t at = (size_t)b * block_bytes(fmt) + off;
     uint16_t h[16];
     for (int r = 0; r < 16; r++) memcpy(&h[r], rowp[r] + at, 2);
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
+}
+
+static inline __attribute__((always_inline)) vf block_scales(const int fmt, const char *const *rowp, int64_t b) {
+    return block_halves(fmt, rowp, b, 0);
+}
+static inline __attribute__((always_inline)) vf block_mins(const int fmt, const char *const *rowp, int64_t b) {
+    return block_halves(fmt, rowp, b, 2);
 }
 
 #define SIMD_NAME avx512

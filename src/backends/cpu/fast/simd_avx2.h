@@ -109,6 +109,9 @@ static inline vi vi_srl4(vi a) { return _mm256_srli_epi16(a, 4); }
 static inline vi vi_sll4(vi a) { return _mm256_slli_epi16(a, 4); }
 static inline vi vi_sll2(vi a) { return _mm256_slli_epi16(a, 2); }
 static inline vi vi_srl2(vi a) { return _mm256_srli_epi16(a, 2); }
+/* 16-bit lanes shifted by n (0..15) */
+static inline vi vi_sll16(vi a, int n) { return _mm256_sll_epi16(a, _mm_cvtsi32_si128(n)); }
+static inline vi vi_srl16(vi a, int n) { return _mm256_srl_epi16(a, _mm_cvtsi32_si128(n)); }
 static inline vi vi_or(vi a, vi b) { return _mm256_or_si256(a, b); }
 static inline vi vi_set1_8(int8_t a) { return _mm256_set1_epi8(a); }
 static inline vi vi_madd16(vi a, vi b) { return _mm256_madd_epi16(a, b); }
@@ -135,6 +138,8 @@ static inline vi vk_scales16(const uint8_t *const *p, int is_signed) {
     __m128i a = _mm_loadl_epi64((const __m128i *)p[0]);
     return _mm256_broadcastsi128_si256(is_signed ? _mm_cvtepi8_epi16(a) : _mm_cvtepu8_epi16(a));
 }
+/* the 16 bytes at p[0] zero-extended to 16 bits */
+static inline vi vk_widen16(const uint8_t *const *p) { return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p[0])); }
 static inline vi vk_mins16(const uint8_t *const *p) {
     return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p[0]))),
                                    _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p[1])), 1);

@@ -99,6 +99,9 @@ static inline vi vi_srl4(vi a) { return _mm512_srli_epi16(a, 4); }
 static inline vi vi_sll4(vi a) { return _mm512_slli_epi16(a, 4); }
 static inline vi vi_sll2(vi a) { return _mm512_slli_epi16(a, 2); }
 static inline vi vi_srl2(vi a) { return _mm512_srli_epi16(a, 2); }
+/* 16-bit lanes shifted by n (0..15) */
+static inline vi vi_sll16(vi a, int n) { return _mm512_sll_epi16(a, _mm_cvtsi32_si128(n)); }
+static inline vi vi_srl16(vi a, int n) { return _mm512_srl_epi16(a, _mm_cvtsi32_si128(n)); }
 static inline vi vi_or(vi a, vi b) { return _mm512_or_si512(a, b); }
 static inline vi vi_set1_8(int8_t a) { return _mm512_set1_epi8(a); }
 static inline vi vi_madd16(vi a, vi b) { return _mm512_madd_epi16(a, b); }
@@ -138,6 +141,11 @@ static inline vi vk_scales16(const uint8_t *const *p, int is_signed) {
     a = is_signed ? _mm_cvtepi8_epi16(a) : _mm_cvtepu8_epi16(a);
     b = is_signed ? _mm_cvtepi8_epi16(b) : _mm_cvtepu8_epi16(b);
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(a)), _mm256_broadcastsi128_si256(b), 1);
+}
+/* half h: the 16 bytes at p[h] zero-extended to 16 bits */
+static inline vi vk_widen16(const uint8_t *const *p) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p[0]))),
+                              _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p[1])), 1);
 }
 /* 128-bit lane L: the 8 bytes at p[L] zero-extended to 16 bits */
 static inline vi vk_mins16(const uint8_t *const *p) {
