@@ -21,12 +21,15 @@ threads=${THREADS:-2}
 command -v "$llama" >/dev/null || { echo "pairs.sh: $llama not found (set LLAMA_BENCH)" >&2; exit 1; }
 [ -x "$dizuo" ] || { echo "pairs.sh: $dizuo not found (run make, or set DIZUO)" >&2; exit 1; }
 
+# The output is parsed only after the benchmark has exited: a parser started
+# alongside (a pipe) competes for the cores while it runs. (A pyenv python3
+# shim takes a core for a good part of a second, which halved the measured
+# speed of a 0.5 s run.)
+avg_ts() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[0]["avg_ts"])' "$1"; }
 # shellcheck disable=SC2086 # $test is a list of options
-run_llama() { "$llama" -m "$model" $test -t "$threads" -r 1 -o json 2>/dev/null |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["avg_ts"])'; }
+run_llama() { local out; out=$("$llama" -m "$model" $test -t "$threads" -r 1 -o json 2>/dev/null); avg_ts "$out"; }
 # shellcheck disable=SC2086
-run_dizuo() { "$dizuo" bench -m "$model" $test -t "$threads" -r 1 --no-membw --json 2>/dev/null |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["avg_ts"])'; }
+run_dizuo() { local out; out=$("$dizuo" bench -m "$model" $test -t "$threads" -r 1 --no-membw --json 2>/dev/null); avg_ts "$out"; }
 
 ratios=""
 for i in $(seq "$pairs"); do
