@@ -27,7 +27,8 @@ static const struct { dz_op op; const char *dtype; } tier_i_cells[] = {
     {DZ_OP_SOFTMAX, "F32"},     {DZ_OP_ATTENTION, "F32"}, {DZ_OP_ATTENTION, "F16"},
     {DZ_OP_SILU, "F32"},        {DZ_OP_SWIGLU, "F32"},    {DZ_OP_CPY, "F32->F32"},
     {DZ_OP_CPY, "F32->F16"},    {DZ_OP_CPY, "F32->BF16"}, {DZ_OP_CPY, "F16->F32"},
-    {DZ_OP_CPY, "BF16->F32"},
+    {DZ_OP_CPY, "BF16->F32"},   {DZ_OP_SET_ROWS, "F32"},  {DZ_OP_SET_ROWS, "F32->F16"},
+    {DZ_OP_PAGED_ATTENTION, "F32"}, {DZ_OP_PAGED_ATTENTION, "F16"},
 };
 enum { N_TIER_I_CELLS = sizeof tier_i_cells / sizeof tier_i_cells[0] };
 

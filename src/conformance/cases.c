@@ -149,6 +149,11 @@ static const conf_dtype cpy_types[] = {
     {DZ_TYPE_F32, DZ_TYPE_F16, EXACT},
     {DZ_TYPE_F32, DZ_TYPE_BF16, EXACT},
 };
+/* SET_ROWS: F32 rows written as they are, or rounded to F16 once. */
+static const conf_dtype set_rows_types[] = {
+    {DZ_TYPE_F32, DZ_TYPE_F32, EXACT},
+    {DZ_TYPE_F16, DZ_TYPE_F32, EXACT},
+};
 #undef T
 
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -473,6 +478,59 @@ static void describe_cpy(const conf_shape *s, char *buf, size_t size) {
         snprintf(buf + len, size - len, ", into rows %d.. of %lld", (int)s->i[0], (long long)s->b[1]);
 }
 
+/* ---- SET_ROWS: a = rows (ne0, n), b[1] = R destination rows (distinct ids); the
+ *      whole destination is compared, so stray writes show ---- */
+
+static const conf_shape set_rows_shapes[] = {
+    {.a = {32, 1}, .b = {0, 1}},
+    {.a = {64, 5}, .b = {0, 19}},
+    {.a = {256, 7}, .b = {0, 7}},  /* every row written */
+    {.a = {96, 3}, .b = {0, 40}},
+};
+
+static bool build_set_rows(conf_graph *g, const conf_shape *s, const conf_dtype *t) {
+    dz_tensor *src = input(g, DZ_TYPE_F32, s->a, CONF_CONTIG, CONF_FILL_UNIFORM, 1.0f);
+    int64_t ids_ne[4] = {s->a[1] > 0 ? s->a[1] : 1};
+    dz_tensor *ids = input(g, DZ_TYPE_I32, ids_ne, CONF_CONTIG, CONF_FILL_DISTINCT, (float)s->b[1]);
+    int64_t dst_ne[4] = {s->a[0], s->b[1], 1, 1};
+    dz_tensor *dst = new_leaf(g, t->type, dst_ne, CONF_FILL_UNIFORM, 1.0f, true);
+    if (!dst) return false;
+    g->result = dst;
+    return done(g, dz_set_rows(g->ctx, dst, src, ids));
+}
+static void describe_set_rows(const conf_shape *s, char *buf, size_t size) {
+    snprintf(buf, size, "%lld rows of %lld into %lld", (long long)(s->a[1] > 0 ? s->a[1] : 1), (long long)s->a[0],
+             (long long)s->b[1]);
+}
+
+/* ---- PAGED_ATTENTION: a = q (head_dim, n_head, T), b = (R, n_kv_head, W): pools
+ *      (head_dim, n_kv_head, R) of the tested type; index (W, T), each query
+ *      seeing 1..W-1 distinct pool rows in a random order ---- */
+
+static const conf_shape paged_attention_shapes[] = {
+    {.a = {64, 4, 1}, .b = {1, 4, 2}},    /* one position */
+    {.a = {64, 8, 1}, .b = {40, 2, 18}},  /* decode, GQA 4 */
+    {.a = {32, 6, 5}, .b = {23, 3, 12}},  /* several queries, GQA 2 */
+    {.a = {128, 2, 3}, .b = {70, 1, 67}}, /* MQA, long rows */
+    {.a = {8, 8, 4}, .b = {16, 4, 9}},    /* a small head */
+};
+
+static bool build_paged_attention(conf_graph *g, const conf_shape *s, const conf_dtype *t) {
+    const int64_t head_dim = s->a[0], T = s->a[2], R = s->b[0], n_kv_head = s->b[1], W = s->b[2];
+    dz_tensor *q = input(g, DZ_TYPE_F32, s->a, CONF_CONTIG, CONF_FILL_UNIFORM, 1.0f);
+    int64_t pool_ne[4] = {head_dim, n_kv_head, R};
+    dz_tensor *k = input(g, t->type, pool_ne, CONF_CONTIG, CONF_FILL_UNIFORM, 1.0f);
+    dz_tensor *v = input(g, t->type, pool_ne, CONF_CONTIG, CONF_FILL_UNIFORM, 1.0f);
+    int64_t index_ne[4] = {W, T};
+    dz_tensor *index = input(g, DZ_TYPE_I32, index_ne, CONF_CONTIG, CONF_FILL_PAGED, (float)R);
+    return done(g, dz_paged_attention(g->ctx, q, k, v, index, 1.0f / sqrtf((float)head_dim)));
+}
+static void describe_paged_attention(const conf_shape *s, char *buf, size_t size) {
+    snprintf(buf, size, "hd=%lld heads=%lld/%lld T=%lld pool=%lld up to %lld each", (long long)s->a[0],
+             (long long)s->a[1], (long long)s->b[1], (long long)s->a[2], (long long)s->b[0],
+             (long long)(s->b[2] - 1));
+}
+
 /* ---- the suite ---- */
 
 #define OP(op_, types, shapes, build, describe) \
@@ -491,5 +549,8 @@ const conf_op_table conf_suite[] = {
     OP(DZ_OP_SILU, f32_only, unary_shapes, build_silu, describe_unary),
     OP(DZ_OP_SWIGLU, f32_only, swiglu_shapes, build_swiglu, describe_swiglu),
     OP(DZ_OP_CPY, cpy_types, cpy_shapes, build_cpy, describe_cpy),
+    OP(DZ_OP_SET_ROWS, set_rows_types, set_rows_shapes, build_set_rows, describe_set_rows),
+    OP(DZ_OP_PAGED_ATTENTION, attention_types, paged_attention_shapes, build_paged_attention,
+       describe_paged_attention),
 };
 const int conf_suite_size = N_OF(conf_suite);

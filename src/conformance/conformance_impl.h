@@ -20,6 +20,9 @@ typedef enum conf_fill {
     CONF_FILL_UNIFORM, /* uniform in [-amplitude, amplitude] */
     CONF_FILL_IDS,     /* I32 uniform in [0, amplitude) (row ids) */
     CONF_FILL_POS,     /* I32 uniform in [0, amplitude) (RoPE positions) */
+    CONF_FILL_DISTINCT,/* I32 distinct values in [0, amplitude) (SET_ROWS ids; n <= amplitude) */
+    CONF_FILL_PAGED,   /* I32 (W, T) PAGED_ATTENTION index: row t = n_t in [1, W - 1], then n_t
+                          distinct pool rows in [0, amplitude) (W - 1 <= amplitude), then zeros */
     CONF_FILL_MASK,    /* F32 uniform in [-1, 1], about 1 in 8 set to -inf; column 0 never */
     CONF_FILL_SPECIAL, /* as UNIFORM, with 1 in 7 a value data movement must keep bit for bit:
                           -0, a subnormal of the type, its largest finite magnitude */

@@ -51,7 +51,28 @@ static dz_status make_input(const conf_input *in, uint64_t seed, int index, void
         return dz_fail(DZ_ERR_NOMEM, "no memory for a %lld-element input", (long long)n);
     }
     dz_status st = DZ_OK;
-    if (in->fill == CONF_FILL_IDS || in->fill == CONF_FILL_POS) {
+    if (in->fill == CONF_FILL_DISTINCT || in->fill == CONF_FILL_PAGED) {
+        const int64_t range = in->amplitude >= 1.0f ? (int64_t)in->amplitude : 1;
+        const int64_t w = in->fill == CONF_FILL_PAGED ? leaf->ne[0] : n, rows = n / w;
+        int32_t *ids = bytes, *perm = malloc((size_t)range * sizeof *perm);
+        if (!perm) st = dz_fail(DZ_ERR_NOMEM, "no memory for a permutation of %lld", (long long)range);
+        for (int64_t r = 0; !st && r < rows; r++) {
+            int32_t *row = ids + r * w;
+            const int64_t head = in->fill == CONF_FILL_PAGED ? 1 : 0;
+            const int64_t count = head ? 1 + (int64_t)(conf_rng_next(&rng) % (uint64_t)(w - 1)) : w;
+            for (int64_t i = 0; i < range; i++) perm[i] = (int32_t)i;
+            for (int64_t i = 0; i < count && i < range; i++) { /* a partial Fisher-Yates shuffle */
+                const int64_t j = i + (int64_t)(conf_rng_next(&rng) % (uint64_t)(range - i));
+                const int32_t tmp = perm[i];
+                perm[i] = perm[j];
+                perm[j] = tmp;
+                row[head + i] = perm[i];
+            }
+            if (head) row[0] = (int32_t)count;
+            for (int64_t i = head + count; i < w; i++) row[i] = 0;
+        }
+        free(perm);
+    } else if (in->fill == CONF_FILL_IDS || in->fill == CONF_FILL_POS) {
         int32_t *ids = bytes;
         int32_t range = in->amplitude >= 1.0f ? (int32_t)in->amplitude : 1;
         for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)(conf_rng_next(&rng) % (uint64_t)range);
