@@ -6,7 +6,7 @@
  * bit for bit; on the fast device the float matmul kernel depends on the
  * batch width, so the logits must agree closely and the greedy tokens
  * exactly. Also: pool accounting, exhaustion and bad batches change
- * nothing. Model: ../shared/models/stories260K.gguf. */
+ * nothing, and the prefix cache. Model: ../shared/models/stories260K.gguf. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +159,61 @@ static void test_refusals(dz_model *m) {
     DZT_FAILS(dz_kv_pool_create(m, 4, 0, &pool), DZ_ERR_ARG);
 }
 
+/* The prefix cache: a later sequence of the same tenant starts after the
+ * full blocks an earlier one computed, with bit-identical logits (cpu-ref);
+ * another tenant shares nothing; cached blocks are evicted when needed. */
+static void test_prefix_cache(dz_model *m) {
+    const int32_t n_vocab = dz_model_hparams_get(m)->n_vocab;
+    const int32_t P[13] = {1, 403, 407, 261, 378, 300, 301, 302, 303, 304, 305, 306, 307};
+    float *la = malloc((size_t)n_vocab * sizeof(float)), *lb = malloc((size_t)n_vocab * sizeof(float));
+    dz_kv_pool *pool = NULL;
+    DZT_OK(dz_kv_pool_create(m, 64, 4, &pool));
+    if (!pool || !la || !lb) return;
+    dz_kv_seq *a = NULL, *b = NULL, *c = NULL;
+    int32_t cached = -1;
+    DZT_OK(dz_kv_seq_create_cached(pool, 1, P, 13, &a, &cached));
+    DZT_EQ_INT(cached, 0);
+    DZT_OK(dz_model_forward_batch(m, pool, &(dz_batch_item){a, P, 13}, 1, la));
+    for (int i = 0; i < 3; i++) { /* grow to 16 positions: 4 full blocks */
+        const int32_t t = 400 + i;
+        DZT_OK(dz_model_forward_batch(m, pool, &(dz_batch_item){a, &t, 1}, 1, lb));
+    }
+    dz_kv_seq_free(a);
+    DZT_EQ_INT(dz_kv_pool_cached_blocks(pool), 4);
+    DZT_EQ_INT(dz_kv_pool_free_blocks(pool), 64);
+    /* same tenant, same prompt: 3 full blocks (the last token is computed) */
+    DZT_OK(dz_kv_seq_create_cached(pool, 1, P, 13, &b, &cached));
+    DZT_EQ_INT(cached, 12);
+    DZT_EQ_INT(dz_kv_seq_len(b), 12);
+    DZT_EQ_INT(dz_kv_pool_cached_blocks(pool), 1); /* three in use again */
+    DZT_OK(dz_model_forward_batch(m, pool, &(dz_batch_item){b, P + 12, 1}, 1, lb));
+    DZT_CHECK(memcmp(la, lb, (size_t)n_vocab * sizeof(float)) == 0,
+              "logits after a cached prefix differ from the full computation");
+    /* another tenant shares nothing */
+    DZT_OK(dz_kv_seq_create_cached(pool, 2, P, 13, &c, &cached));
+    DZT_EQ_INT(cached, 0);
+    uint64_t queries = 0, hits = 0;
+    dz_kv_pool_prefix_stats(pool, &queries, &hits);
+    DZT_EQ_INT((long long)hits, 3);
+    DZT_EQ_INT((long long)queries, 5); /* a lookup stops at the first miss: 1 + 3 + 1 */
+    dz_kv_seq_free(b);
+    dz_kv_seq_free(c);
+    /* eviction: a sequence that needs every block takes the cached ones */
+    dz_kv_seq *d = NULL;
+    DZT_OK(dz_kv_seq_create(pool, &d));
+    DZT_OK(dz_kv_seq_reserve(d, 64 * 4));
+    DZT_EQ_INT(dz_kv_pool_free_blocks(pool), 0);
+    DZT_EQ_INT(dz_kv_pool_cached_blocks(pool), 0);
+    dz_kv_seq_free(d);
+    DZT_OK(dz_kv_seq_create_cached(pool, 1, P, 13, &b, &cached));
+    DZT_EQ_INT(cached, 0); /* evicted */
+    dz_kv_seq_free(b);
+    DZT_EQ_INT(dz_kv_pool_free_blocks(pool), 64);
+    dz_kv_pool_free(pool);
+    free(la);
+    free(lb);
+}
+
 int main(void) {
     char *path = dzt_shared("models/stories260K.gguf");
     const char *devices[2] = {"cpu-ref", "cpu"};
@@ -170,7 +225,10 @@ int main(void) {
         for (int s = 0; s < N_SEQ; s++) run_solo(m, s, &solos[s]);
         const int blocks[3] = {16, 3, 1};
         for (int b = 0; b < 3; b++) run_batched(m, devices[d], blocks[b], solos, d == 0);
-        if (d == 0) test_refusals(m);
+        if (d == 0) {
+            test_refusals(m);
+            test_prefix_cache(m);
+        }
         for (int s = 0; s < N_SEQ; s++) free(solos[s].logits);
         dz_model_free(m);
     }

@@ -82,11 +82,22 @@ dz_status dz_kv_pool_create(dz_model *m, int32_t n_blocks, int32_t block_size, d
 void dz_kv_pool_free(dz_kv_pool *p); /* NULL is a no-op; every sequence must be freed first */
 int32_t dz_kv_pool_block_size(const dz_kv_pool *p);
 int32_t dz_kv_pool_n_blocks(const dz_kv_pool *p);
-int32_t dz_kv_pool_free_blocks(const dz_kv_pool *p);
+int32_t dz_kv_pool_free_blocks(const dz_kv_pool *p);   /* free or cached (reusable) */
+int32_t dz_kv_pool_cached_blocks(const dz_kv_pool *p); /* cached and not in use */
+/* Full blocks looked up by dz_kv_seq_create_cached so far, and found. */
+void dz_kv_pool_prefix_stats(const dz_kv_pool *p, uint64_t *queries, uint64_t *hits);
 size_t dz_kv_pool_bytes(const dz_kv_pool *p);
 
-/* An empty sequence (no blocks yet). */
+/* An empty sequence (no blocks yet), outside the prefix cache. */
 dz_status dz_kv_seq_create(dz_kv_pool *p, dz_kv_seq **out);
+/* A sequence in the prefix cache of tenant: it starts with the longest run of
+ * full blocks of tokens[0..n) that an earlier sequence of the same tenant
+ * computed (never the last token, whose logits the caller needs), and
+ * *n_cached is that length: the caller runs tokens[*n_cached..n) next. Its
+ * own full blocks join the cache as it grows; freed, they stay cached until
+ * the pool needs them. No sharing across tenants. */
+dz_status dz_kv_seq_create_cached(dz_kv_pool *p, uint64_t tenant, const int32_t *tokens, int32_t n,
+                                  dz_kv_seq **out, int32_t *n_cached);
 void dz_kv_seq_free(dz_kv_seq *s); /* returns its blocks; NULL is a no-op */
 int32_t dz_kv_seq_len(const dz_kv_seq *s);
 /* Makes room for n more positions, taking blocks from the pool. When the

@@ -19,6 +19,17 @@ struct dz_kv_pool {
     int32_t *free_list;     /* free block ids, n_free of them */
     int32_t n_free;
     int32_t n_seqs;         /* live sequences */
+    /* Prefix cache: a full block of a caching sequence is registered under the
+     * hash of (previous block's hash, tenant, its tokens). A block is in use
+     * (ref > 0), cached (ref 0, registered: in the LRU list, reusable by a
+     * later sequence with the same prefix, evicted when blocks run short) or
+     * free (ref 0, unregistered). */
+    int32_t *ref;
+    uint64_t *hash;         /* 0: unregistered */
+    int32_t *lru_prev, *lru_next, lru_head, lru_tail, n_cached;
+    uint64_t *map_keys;     /* hash -> block, linear probing; key 0 = empty */
+    int32_t *map_vals, map_mask;
+    uint64_t queries, hits; /* full blocks looked up, found */
 };
 
 struct dz_kv_seq {
@@ -26,7 +37,101 @@ struct dz_kv_seq {
     int32_t len;            /* positions written */
     int32_t *blocks;        /* block ids in position order, n_blocks of them */
     int32_t n_blocks, cap;
+    bool caching;           /* its full blocks are registered in the prefix cache */
+    uint64_t tenant, chain; /* chain: hash of its first n_hashed blocks */
+    int32_t n_hashed;
+    int32_t *tokens;        /* its tokens (caching sequences), len of them */
+    int32_t tokens_cap;
 };
+
+/* ---- the prefix cache's pieces ---- */
+
+static uint64_t mix(uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 29);
+}
+
+/* The hash of a block of tokens after prev, for tenant: never 0. */
+static uint64_t block_hash(uint64_t prev, uint64_t tenant, const int32_t *tokens, int32_t n) {
+    uint64_t h = mix(mix(prev, tenant), (uint64_t)n);
+    for (int32_t i = 0; i < n; i++) h = mix(h, (uint64_t)(uint32_t)tokens[i]);
+    return h ? h : 1;
+}
+
+static int32_t map_get(const dz_kv_pool *p, uint64_t key) {
+    for (uint32_t i = (uint32_t)key & (uint32_t)p->map_mask;; i = (i + 1) & (uint32_t)p->map_mask) {
+        if (p->map_keys[i] == 0) return -1;
+        if (p->map_keys[i] == key) return p->map_vals[i];
+    }
+}
+
+static void map_put(dz_kv_pool *p, uint64_t key, int32_t block) { /* key absent; never full (2x blocks) */
+    uint32_t i = (uint32_t)key & (uint32_t)p->map_mask;
+    while (p->map_keys[i] != 0) i = (i + 1) & (uint32_t)p->map_mask;
+    p->map_keys[i] = key;
+    p->map_vals[i] = block;
+}
+
+static void map_remove(dz_kv_pool *p, uint64_t key) { /* backward-shift deletion */
+    const uint32_t mask = (uint32_t)p->map_mask;
+    uint32_t i = (uint32_t)key & mask;
+    while (p->map_keys[i] != key) {
+        if (p->map_keys[i] == 0) return;
+        i = (i + 1) & mask;
+    }
+    for (uint32_t j = (i + 1) & mask; p->map_keys[j] != 0; j = (j + 1) & mask) {
+        const uint32_t home = (uint32_t)p->map_keys[j] & mask;
+        /* j's entry may move to i when its home is not in (i, j] cyclically */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            p->map_keys[i] = p->map_keys[j];
+            p->map_vals[i] = p->map_vals[j];
+            i = j;
+        }
+    }
+    p->map_keys[i] = 0;
+}
+
+static void lru_remove(dz_kv_pool *p, int32_t b) {
+    if (p->lru_prev[b] >= 0) p->lru_next[p->lru_prev[b]] = p->lru_next[b];
+    else p->lru_head = p->lru_next[b];
+    if (p->lru_next[b] >= 0) p->lru_prev[p->lru_next[b]] = p->lru_prev[b];
+    else p->lru_tail = p->lru_prev[b];
+    p->n_cached--;
+}
+
+static void lru_push(dz_kv_pool *p, int32_t b) {
+    p->lru_prev[b] = p->lru_tail;
+    p->lru_next[b] = -1;
+    if (p->lru_tail >= 0) p->lru_next[p->lru_tail] = b;
+    else p->lru_head = b;
+    p->lru_tail = b;
+    p->n_cached++;
+}
+
+/* A block for new positions: a free one, else the least recently used cached one. */
+static int32_t take_block(dz_kv_pool *p) {
+    int32_t b;
+    if (p->n_free > 0) {
+        b = p->free_list[--p->n_free];
+    } else {
+        b = p->lru_head;
+        lru_remove(p, b);
+        map_remove(p, p->hash[b]);
+        p->hash[b] = 0;
+    }
+    p->ref[b] = 1;
+    return b;
+}
+
+static void release_block(dz_kv_pool *p, int32_t b) {
+    if (--p->ref[b] > 0) return;
+    if (p->hash[b]) lru_push(p, b);
+    else p->free_list[p->n_free++] = b;
+}
+
+static int32_t available(const dz_kv_pool *p) { return p->n_free + p->n_cached; }
 
 dz_status dz_kv_pool_create(dz_model *m, int32_t n_blocks, int32_t block_size, dz_kv_pool **out) {
     if (!m || !out) return dz_fail(DZ_ERR_ARG, "dz_kv_pool_create: NULL argument");
@@ -45,9 +150,21 @@ dz_status dz_kv_pool_create(dz_model *m, int32_t n_blocks, int32_t block_size, d
     p->k = calloc((size_t)hp->n_layer, sizeof *p->k);
     p->v = calloc((size_t)hp->n_layer, sizeof *p->v);
     p->free_list = malloc((size_t)n_blocks * sizeof *p->free_list);
+    int32_t map_cap = 16;
+    while (map_cap < 2 * n_blocks) map_cap *= 2;
+    p->map_mask = map_cap - 1;
+    p->ref = calloc((size_t)n_blocks, sizeof *p->ref);
+    p->hash = calloc((size_t)n_blocks, sizeof *p->hash);
+    p->lru_prev = malloc((size_t)n_blocks * sizeof *p->lru_prev);
+    p->lru_next = malloc((size_t)n_blocks * sizeof *p->lru_next);
+    p->map_keys = calloc((size_t)map_cap, sizeof *p->map_keys);
+    p->map_vals = malloc((size_t)map_cap * sizeof *p->map_vals);
+    p->lru_head = p->lru_tail = -1;
     p->ctx = dz_ctx_create(2 * hp->n_layer + 4);
     dz_status st = DZ_OK;
-    if (!p->k || !p->v || !p->free_list || !p->ctx) st = dz_fail(DZ_ERR_NOMEM, "out of memory for the KV pool");
+    if (!p->k || !p->v || !p->free_list || !p->ctx || !p->ref || !p->hash || !p->lru_prev || !p->lru_next ||
+        !p->map_keys || !p->map_vals)
+        st = dz_fail(DZ_ERR_NOMEM, "out of memory for the KV pool");
     size_t per_tensor = 0, total = 0;
     if (!st) {
         const size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv * sizeof(float);
@@ -86,12 +203,23 @@ void dz_kv_pool_free(dz_kv_pool *p) {
     free(p->k);
     free(p->v);
     free(p->free_list);
+    free(p->ref);
+    free(p->hash);
+    free(p->lru_prev);
+    free(p->lru_next);
+    free(p->map_keys);
+    free(p->map_vals);
     free(p);
 }
 
 int32_t dz_kv_pool_block_size(const dz_kv_pool *p) { return p->block_size; }
 int32_t dz_kv_pool_n_blocks(const dz_kv_pool *p) { return p->n_blocks; }
-int32_t dz_kv_pool_free_blocks(const dz_kv_pool *p) { return p->n_free; }
+int32_t dz_kv_pool_free_blocks(const dz_kv_pool *p) { return available(p); }
+int32_t dz_kv_pool_cached_blocks(const dz_kv_pool *p) { return p->n_cached; }
+void dz_kv_pool_prefix_stats(const dz_kv_pool *p, uint64_t *queries, uint64_t *hits) {
+    if (queries) *queries = p->queries;
+    if (hits) *hits = p->hits;
+}
 size_t dz_kv_pool_bytes(const dz_kv_pool *p) { return p->buf ? p->buf->size : 0; }
 
 dz_status dz_kv_seq_create(dz_kv_pool *p, dz_kv_seq **out) {
@@ -107,9 +235,10 @@ dz_status dz_kv_seq_create(dz_kv_pool *p, dz_kv_seq **out) {
 void dz_kv_seq_free(dz_kv_seq *s) {
     if (!s) return;
     dz_kv_pool *p = s->pool;
-    for (int32_t i = s->n_blocks - 1; i >= 0; i--) p->free_list[p->n_free++] = s->blocks[i];
+    for (int32_t i = s->n_blocks - 1; i >= 0; i--) release_block(p, s->blocks[i]);
     p->n_seqs--;
     free(s->blocks);
+    free(s->tokens);
     free(s);
 }
 
@@ -127,9 +256,9 @@ dz_status dz_kv_seq_reserve(dz_kv_seq *s, int32_t n) {
     dz_kv_pool *p = s->pool;
     const int32_t more = blocks_short(s, n);
     if (more == 0) return DZ_OK;
-    if (more > p->n_free)
+    if (more > available(p))
         return dz_fail(DZ_ERR_NOMEM, "KV pool exhausted: %d more blocks of %d positions needed, %d free", more,
-                       p->block_size, p->n_free);
+                       p->block_size, available(p));
     if (s->n_blocks + more > s->cap) {
         int32_t cap = s->cap ? s->cap : 4;
         while (cap < s->n_blocks + more) cap *= 2;
@@ -138,7 +267,80 @@ dz_status dz_kv_seq_reserve(dz_kv_seq *s, int32_t n) {
         s->blocks = b;
         s->cap = cap;
     }
-    for (int32_t i = 0; i < more; i++) s->blocks[s->n_blocks++] = p->free_list[--p->n_free];
+    for (int32_t i = 0; i < more; i++) s->blocks[s->n_blocks++] = take_block(p);
+    return DZ_OK;
+}
+
+/* Appends n tokens to s's record (caching sequences). */
+static dz_status record_tokens(dz_kv_seq *s, const int32_t *tokens, int32_t n) {
+    if (s->len + n > s->tokens_cap) {
+        int32_t cap = s->tokens_cap ? s->tokens_cap : 64;
+        while (cap < s->len + n) cap *= 2;
+        int32_t *t = realloc(s->tokens, (size_t)cap * sizeof *t);
+        if (!t) return dz_fail(DZ_ERR_NOMEM, "out of memory for a sequence's tokens");
+        s->tokens = t;
+        s->tokens_cap = cap;
+    }
+    memcpy(s->tokens + s->len, tokens, (size_t)n * sizeof *tokens);
+    return DZ_OK;
+}
+
+/* Registers s's newly full blocks in the prefix cache (a block whose hash
+ * another block already holds stays unregistered; the chain goes on). */
+static void register_full_blocks(dz_kv_seq *s) {
+    dz_kv_pool *p = s->pool;
+    const int32_t B = p->block_size;
+    while ((s->n_hashed + 1) * B <= s->len) {
+        const uint64_t h = block_hash(s->chain, s->tenant, s->tokens + (size_t)s->n_hashed * (size_t)B, B);
+        const int32_t b = s->blocks[s->n_hashed];
+        if (p->hash[b] == 0 && map_get(p, h) < 0) {
+            p->hash[b] = h;
+            map_put(p, h, b);
+        }
+        s->chain = h;
+        s->n_hashed++;
+    }
+}
+
+dz_status dz_kv_seq_create_cached(dz_kv_pool *p, uint64_t tenant, const int32_t *tokens, int32_t n,
+                                  dz_kv_seq **out, int32_t *n_cached) {
+    if (!p || !out || (n > 0 && !tokens) || n < 0)
+        return dz_fail(DZ_ERR_ARG, "dz_kv_seq_create_cached: NULL argument or negative count");
+    dz_kv_seq *s = NULL;
+    dz_status st = dz_kv_seq_create(p, &s);
+    if (st) return st;
+    s->caching = true;
+    s->tenant = tenant;
+    const int32_t B = p->block_size, full = n > 0 ? (n - 1) / B : 0; /* the last token is always computed */
+    for (int32_t i = 0; i < full; i++) {
+        const uint64_t h = block_hash(s->chain, tenant, tokens + (size_t)i * (size_t)B, B);
+        p->queries++;
+        const int32_t b = map_get(p, h);
+        if (b < 0) break;
+        if (s->n_blocks == s->cap) {
+            const int32_t cap = s->cap ? 2 * s->cap : 4;
+            int32_t *nb = realloc(s->blocks, (size_t)cap * sizeof *nb);
+            if (!nb) {
+                dz_kv_seq_free(s);
+                return dz_fail(DZ_ERR_NOMEM, "out of memory for a block table");
+            }
+            s->blocks = nb;
+            s->cap = cap;
+        }
+        st = record_tokens(s, tokens + (size_t)i * (size_t)B, B);
+        if (st) {
+            dz_kv_seq_free(s);
+            return st;
+        }
+        p->hits++;
+        if (p->ref[b]++ == 0) lru_remove(p, b);
+        s->blocks[s->n_blocks++] = b;
+        s->chain = h;
+        s->n_hashed++;
+        s->len += B;
+    }
+    *out = s;
+    if (n_cached) *n_cached = s->len;
     return DZ_OK;
 }
 
@@ -246,9 +448,9 @@ static dz_status check_items(const dz_model *m, const dz_kv_pool *pool, const dz
     if (*T > INT32_MAX / 4 || *W * *T > (int64_t)1 << 30)
         return dz_fail(DZ_ERR_ARG, "a batch of %lld tokens over up to %lld positions is too large", (long long)*T,
                        (long long)(*W - 1));
-    if (more > pool->n_free)
+    if (more > available(pool))
         return dz_fail(DZ_ERR_NOMEM, "KV pool exhausted: %d more blocks of %d positions needed, %d free", more,
-                       pool->block_size, pool->n_free);
+                       pool->block_size, available(pool));
     return DZ_OK;
 }
 
@@ -313,6 +515,14 @@ dz_status dz_model_forward_batch(dz_model *m, dz_kv_pool *pool, const dz_batch_i
     if (!st) st = dz_sched_compute(m->sched, g);
     if (!st) st = dz_tensor_read(out, logits, 0, (size_t)n_items * (size_t)hp->n_vocab * sizeof(float));
     if (st) return st;
-    for (int32_t i = 0; i < n_items; i++) items[i].seq->len += items[i].n;
+    for (int32_t i = 0; i < n_items; i++) { /* token records first: no length changes on failure */
+        dz_kv_seq *s = items[i].seq;
+        if (s->caching && (st = record_tokens(s, items[i].tokens, items[i].n)) != DZ_OK) return st;
+    }
+    for (int32_t i = 0; i < n_items; i++) {
+        dz_kv_seq *s = items[i].seq;
+        s->len += items[i].n;
+        if (s->caching) register_full_blocks(s);
+    }
     return DZ_OK;
 }
