@@ -214,6 +214,55 @@ static void test_prefix_cache(dz_model *m) {
     free(lb);
 }
 
+/* Random prompts over a tiny alphabet (many shared prefixes), two tenants,
+ * a small pool (constant eviction), sequences kept alive for a while: every
+ * result through the prefix cache equals the uncached computation. */
+static void test_prefix_stress(dz_model *m) {
+    const int32_t n_vocab = dz_model_hparams_get(m)->n_vocab;
+    float *l1 = malloc((size_t)n_vocab * sizeof(float)), *l2 = malloc((size_t)n_vocab * sizeof(float));
+    dz_kv_pool *pool = NULL, *plain = NULL;
+    DZT_OK(dz_kv_pool_create(m, 40, 2, &pool));
+    DZT_OK(dz_kv_pool_create(m, 16, 2, &plain));
+    if (!pool || !plain || !l1 || !l2) return;
+    dz_kv_seq *alive[3] = {0};
+    uint64_t rng = 12345;
+    int mismatches = 0;
+    for (int it = 0; it < 200; it++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        const int32_t n = 1 + (int32_t)((rng >> 33) % 20);
+        const uint64_t tenant = 1 + (rng >> 20) % 2;
+        int32_t prompt[20];
+        prompt[0] = 1;
+        for (int32_t i = 1; i < n; i++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            prompt[i] = 300 + (int32_t)((rng >> 40) % 2);
+        }
+        const int slot = it % 3;
+        dz_kv_seq_free(alive[slot]); /* at most three alive */
+        alive[slot] = NULL;
+        int32_t cached = 0;
+        DZT_OK(dz_kv_seq_create_cached(pool, tenant, prompt, n, &alive[slot], &cached));
+        if (!alive[slot]) break;
+        DZT_OK(dz_model_forward_batch(m, pool, &(dz_batch_item){alive[slot], prompt + cached, n - cached}, 1, l1));
+        dz_kv_seq *s = NULL;
+        DZT_OK(dz_kv_seq_create(plain, &s));
+        DZT_OK(dz_model_forward_batch(m, plain, &(dz_batch_item){s, prompt, n}, 1, l2));
+        dz_kv_seq_free(s);
+        if (memcmp(l1, l2, (size_t)n_vocab * sizeof(float)) != 0) mismatches++;
+    }
+    DZT_CHECK(mismatches == 0, "%d of 200 cached computations differ from the uncached ones", mismatches);
+    uint64_t queries = 0, hits = 0;
+    dz_kv_pool_prefix_stats(pool, &queries, &hits);
+    DZT_CHECK(hits > 20 && hits < queries, "prefix cache: %llu hits of %llu lookups", (unsigned long long)hits,
+              (unsigned long long)queries);
+    for (int i = 0; i < 3; i++) dz_kv_seq_free(alive[i]);
+    DZT_EQ_INT(dz_kv_pool_free_blocks(pool), 40);
+    dz_kv_pool_free(pool);
+    dz_kv_pool_free(plain);
+    free(l1);
+    free(l2);
+}
+
 int main(void) {
     char *path = dzt_shared("models/stories260K.gguf");
     const char *devices[2] = {"cpu-ref", "cpu"};
@@ -228,6 +277,7 @@ int main(void) {
         if (d == 0) {
             test_refusals(m);
             test_prefix_cache(m);
+            test_prefix_stress(m);
         }
         for (int s = 0; s < N_SEQ; s++) free(solos[s].logits);
         dz_model_free(m);
