@@ -140,15 +140,12 @@ dz_status dz_kv_pool_create(dz_model *m, int32_t n_blocks, int32_t block_size, d
     if (n_blocks < 1 || (int64_t)n_blocks * block_size > INT32_MAX)
         return dz_fail(DZ_ERR_ARG, "KV pool of %d blocks of %d positions: the count must be at least 1 and the "
                        "positions fit in 32 bits", n_blocks, block_size);
-    const dz_model_hparams *hp = &m->hp;
     const int64_t rows = (int64_t)n_blocks * block_size;
     dz_kv_pool *p = calloc(1, sizeof *p);
     if (!p) return dz_fail(DZ_ERR_NOMEM, "out of memory for the KV pool");
     p->model = m;
     p->n_blocks = n_blocks;
     p->block_size = block_size;
-    p->k = calloc((size_t)hp->n_layer, sizeof *p->k);
-    p->v = calloc((size_t)hp->n_layer, sizeof *p->v);
     p->free_list = malloc((size_t)n_blocks * sizeof *p->free_list);
     int32_t map_cap = 16;
     while (map_cap < 2 * n_blocks) map_cap *= 2;
@@ -160,32 +157,10 @@ dz_status dz_kv_pool_create(dz_model *m, int32_t n_blocks, int32_t block_size, d
     p->map_keys = calloc((size_t)map_cap, sizeof *p->map_keys);
     p->map_vals = malloc((size_t)map_cap * sizeof *p->map_vals);
     p->lru_head = p->lru_tail = -1;
-    p->ctx = dz_ctx_create(2 * hp->n_layer + 4);
     dz_status st = DZ_OK;
-    if (!p->k || !p->v || !p->free_list || !p->ctx || !p->ref || !p->hash || !p->lru_prev || !p->lru_next ||
-        !p->map_keys || !p->map_vals)
+    if (!p->free_list || !p->ref || !p->hash || !p->lru_prev || !p->lru_next || !p->map_keys || !p->map_vals)
         st = dz_fail(DZ_ERR_NOMEM, "out of memory for the KV pool");
-    size_t per_tensor = 0, total = 0;
-    if (!st) {
-        const size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv * sizeof(float);
-        if (dz_mul_overflows(row, (size_t)rows, &per_tensor) ||
-            dz_mul_overflows(per_tensor, 2 * (size_t)hp->n_layer, &total))
-            st = dz_fail(DZ_ERR_ARG, "a KV pool of %lld positions does not fit in memory", (long long)rows);
-    }
-    /* Not cleared: only rows written by SET_ROWS are ever read. */
-    if (!st) st = dz_buffer_alloc(m->device, total, &p->buf);
-    for (int32_t i = 0; !st && i < hp->n_layer; i++) {
-        p->k[i] = dz_new_tensor_3d(p->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows);
-        p->v[i] = dz_new_tensor_3d(p->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows);
-        if (!p->k[i] || !p->v[i]) {
-            st = dz_fail(DZ_ERR_NOMEM, "KV pool tensors: %s", dz_ctx_error(p->ctx));
-            break;
-        }
-        dz_set_name(p->k[i], "pool_k.%d", i);
-        dz_set_name(p->v[i], "pool_v.%d", i);
-        st = dz_tensor_bind(p->k[i], p->buf, (size_t)(2 * i) * per_tensor);
-        if (!st) st = dz_tensor_bind(p->v[i], p->buf, (size_t)(2 * i + 1) * per_tensor);
-    }
+    if (!st) st = dz_kv_tensors_create(m, rows, "pool", &p->ctx, &p->buf, &p->k, &p->v);
     if (st) {
         dz_kv_pool_free(p);
         return st;
@@ -244,6 +219,18 @@ void dz_kv_seq_free(dz_kv_seq *s) {
 
 int32_t dz_kv_seq_len(const dz_kv_seq *s) { return s->len; }
 
+/* Room in s's block table for n more blocks. */
+static dz_status grow_block_table(dz_kv_seq *s, int32_t n) {
+    if (s->n_blocks + n <= s->cap) return DZ_OK;
+    int32_t cap = s->cap ? s->cap : 4;
+    while (cap < s->n_blocks + n) cap *= 2;
+    int32_t *b = realloc(s->blocks, (size_t)cap * sizeof *b);
+    if (!b) return dz_fail(DZ_ERR_NOMEM, "out of memory for a block table");
+    s->blocks = b;
+    s->cap = cap;
+    return DZ_OK;
+}
+
 /* Blocks seq needs beyond those it has to hold n more positions. */
 static int32_t blocks_short(const dz_kv_seq *s, int32_t n) {
     const int64_t need = ((int64_t)s->len + n + s->pool->block_size - 1) / s->pool->block_size;
@@ -259,14 +246,8 @@ dz_status dz_kv_seq_reserve(dz_kv_seq *s, int32_t n) {
     if (more > available(p))
         return dz_fail(DZ_ERR_NOMEM, "KV pool exhausted: %d more blocks of %d positions needed, %d free", more,
                        p->block_size, available(p));
-    if (s->n_blocks + more > s->cap) {
-        int32_t cap = s->cap ? s->cap : 4;
-        while (cap < s->n_blocks + more) cap *= 2;
-        int32_t *b = realloc(s->blocks, (size_t)cap * sizeof *b);
-        if (!b) return dz_fail(DZ_ERR_NOMEM, "out of memory for a block table");
-        s->blocks = b;
-        s->cap = cap;
-    }
+    const dz_status st = grow_block_table(s, more);
+    if (st) return st;
     for (int32_t i = 0; i < more; i++) s->blocks[s->n_blocks++] = take_block(p);
     return DZ_OK;
 }
@@ -317,17 +298,8 @@ dz_status dz_kv_seq_create_cached(dz_kv_pool *p, uint64_t tenant, const int32_t 
         p->queries++;
         const int32_t b = map_get(p, h);
         if (b < 0) break;
-        if (s->n_blocks == s->cap) {
-            const int32_t cap = s->cap ? 2 * s->cap : 4;
-            int32_t *nb = realloc(s->blocks, (size_t)cap * sizeof *nb);
-            if (!nb) {
-                dz_kv_seq_free(s);
-                return dz_fail(DZ_ERR_NOMEM, "out of memory for a block table");
-            }
-            s->blocks = nb;
-            s->cap = cap;
-        }
-        st = record_tokens(s, tokens + (size_t)i * (size_t)B, B);
+        st = grow_block_table(s, 1);
+        if (!st) st = record_tokens(s, tokens + (size_t)i * (size_t)B, B);
         if (st) {
             dz_kv_seq_free(s);
             return st;
@@ -358,10 +330,6 @@ typedef struct batch_inputs {
     dz_tensor *ids, *pos, *slots, *index, *last;
 } batch_inputs;
 
-static dz_tensor *add_bias(dz_ctx *ctx, dz_tensor *x, dz_tensor *bias) {
-    return bias ? dz_add(ctx, x, bias) : x;
-}
-
 /* The graph of one batched pass: T new tokens, index rows of W, n_items
  * outputs; *logits_out is (n_vocab, n_items). */
 static dz_graph *build_batch_graph(dz_model *m, dz_kv_pool *pool, int32_t T, int32_t W, int32_t n_items,
@@ -384,33 +352,16 @@ static dz_graph *build_batch_graph(dz_model *m, dz_kv_pool *pool, int32_t T, int
     dz_graph *g = NULL;
     for (int32_t il = 0; il < hp->n_layer; il++) {
         const dz_layer *l = &m->layers[il];
-        dz_tensor *h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->attn_norm);
-        dz_tensor *q = add_bias(ctx, dz_mul_mat(ctx, l->wq, h), l->bq);
-        dz_tensor *k = add_bias(ctx, dz_mul_mat(ctx, l->wk, h), l->bk);
-        dz_tensor *v = add_bias(ctx, dz_mul_mat(ctx, l->wv, h), l->bv);
-        q = dz_rope(ctx, dz_reshape_3d(ctx, q, hd, hp->n_head, T), in->pos, hp->n_rot, hp->rope_mode,
-                    hp->rope_freq_base, hp->rope_freq_scale);
-        k = dz_rope(ctx, dz_reshape_3d(ctx, k, hd, hp->n_head_kv, T), in->pos, hp->n_rot, hp->rope_mode,
-                    hp->rope_freq_base, hp->rope_freq_scale);
-        const int64_t kv_width = (int64_t)hd * hp->n_head_kv, rows = pool->k[il]->ne[2];
-        dz_tensor *k_store = dz_set_rows(ctx, dz_reshape_2d(ctx, pool->k[il], kv_width, rows),
-                                         dz_reshape_2d(ctx, k, kv_width, T), in->slots);
-        dz_tensor *v_store = dz_set_rows(ctx, dz_reshape_2d(ctx, pool->v[il], kv_width, rows),
-                                         dz_reshape_2d(ctx, v, kv_width, T), in->slots);
-        /* The writes go into the graph before the attention that reads them. */
-        if (!g) {
-            g = dz_graph_build(ctx, k_store);
-            if (!g) return NULL;
-        } else if (dz_graph_expand(ctx, g, k_store)) {
+        dz_tensor *q, *k, *v;
+        dz_layer_qkv(ctx, m, l, x, in->pos, T, &q, &k, &v);
+        const int64_t kv_width = (int64_t)hp->head_dim * hp->n_head_kv, rows = pool->k[il]->ne[2];
+        if (!dz_graph_add_stores(ctx, &g,
+                                 dz_set_rows(ctx, dz_reshape_2d(ctx, pool->k[il], kv_width, rows),
+                                             dz_reshape_2d(ctx, k, kv_width, T), in->slots),
+                                 dz_set_rows(ctx, dz_reshape_2d(ctx, pool->v[il], kv_width, rows),
+                                             dz_reshape_2d(ctx, v, kv_width, T), in->slots)))
             return NULL;
-        }
-        if (dz_graph_expand(ctx, g, v_store)) return NULL;
-        dz_tensor *a = dz_paged_attention(ctx, q, pool->k[il], pool->v[il], in->index, kq_scale);
-        a = dz_reshape_2d(ctx, a, (int64_t)hd * hp->n_head, T);
-        x = dz_add(ctx, x, dz_mul_mat(ctx, l->wo, a));
-        h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->ffn_norm);
-        dz_tensor *f = dz_swiglu(ctx, dz_mul_mat(ctx, l->ffn_gate, h), dz_mul_mat(ctx, l->ffn_up, h));
-        x = dz_add(ctx, x, dz_mul_mat(ctx, l->ffn_down, f));
+        x = dz_layer_finish(ctx, m, l, x, dz_paged_attention(ctx, q, pool->k[il], pool->v[il], in->index, kq_scale));
     }
     x = dz_get_rows(ctx, x, in->last); /* each item's last token */
     x = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), m->output_norm);
@@ -489,9 +440,8 @@ dz_status dz_model_forward_batch(dz_model *m, dz_kv_pool *pool, const dz_batch_i
     const int32_t T = (int32_t)T64, W = (int32_t)W64;
 
     const dz_model_hparams *hp = &m->hp;
-    if (m->gctx) dz_ctx_reset(m->gctx);
-    else m->gctx = dz_ctx_create(64 * hp->n_layer + 64);
-    if (!m->gctx) return dz_fail(DZ_ERR_NOMEM, "out of memory for the forward graph");
+    st = dz_model_graph_ctx(m);
+    if (st) return st;
     batch_inputs in;
     dz_tensor *out = NULL;
     dz_graph *g = build_batch_graph(m, pool, T, W, n_items, &in, &out);

@@ -14,44 +14,59 @@
 
 #include "model/model_impl.h"
 
-dz_status dz_kv_cache_create(dz_model *m, int32_t n_ctx, dz_kv_cache **out) {
+dz_status dz_kv_tensors_create(dz_model *m, int64_t rows, const char *name, dz_ctx **ctx_out,
+                               dz_buffer **buf_out, dz_tensor ***k_out, dz_tensor ***v_out) {
     const dz_model_hparams *hp = &m->hp;
+    dz_tensor **k = calloc((size_t)hp->n_layer, sizeof *k), **v = calloc((size_t)hp->n_layer, sizeof *v);
+    dz_ctx *ctx = dz_ctx_create(2 * hp->n_layer + 4);
+    dz_buffer *buf = NULL;
+    dz_status st = DZ_OK;
+    if (!k || !v || !ctx) st = dz_fail(DZ_ERR_NOMEM, "out of memory for the %s tensors", name);
+    size_t per_tensor = 0, total = 0;
+    if (!st) {
+        const size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv * sizeof(float);
+        if (rows < 1 || dz_mul_overflows(row, (size_t)rows, &per_tensor) ||
+            dz_mul_overflows(per_tensor, 2 * (size_t)hp->n_layer, &total))
+            st = dz_fail(DZ_ERR_ARG, "a %s of %lld positions does not fit in memory", name, (long long)rows);
+    }
+    /* Not cleared: a pass reads only rows that it or an earlier one wrote,
+     * and an untouched large cache costs neither time nor resident memory. */
+    if (!st) st = dz_buffer_alloc(m->device, total, &buf);
+    for (int32_t i = 0; !st && i < hp->n_layer; i++) {
+        k[i] = dz_new_tensor_3d(ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows);
+        v[i] = dz_new_tensor_3d(ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows);
+        if (!k[i] || !v[i]) {
+            st = dz_fail(DZ_ERR_NOMEM, "%s tensors: %s", name, dz_ctx_error(ctx));
+            break;
+        }
+        dz_set_name(k[i], "%s_k.%d", name, i);
+        dz_set_name(v[i], "%s_v.%d", name, i);
+        st = dz_tensor_bind(k[i], buf, (size_t)(2 * i) * per_tensor);
+        if (!st) st = dz_tensor_bind(v[i], buf, (size_t)(2 * i + 1) * per_tensor);
+    }
+    if (st) {
+        dz_buffer_free(buf);
+        dz_ctx_destroy(ctx);
+        free(k);
+        free(v);
+        return st;
+    }
+    *ctx_out = ctx;
+    *buf_out = buf;
+    *k_out = k;
+    *v_out = v;
+    return DZ_OK;
+}
+
+dz_status dz_kv_cache_create(dz_model *m, int32_t n_ctx, dz_kv_cache **out) {
     if (n_ctx < 1) return dz_fail(DZ_ERR_ARG, "context size %d must be at least 1", n_ctx);
     dz_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return dz_fail(DZ_ERR_NOMEM, "out of memory for the KV cache");
     kv->model = m;
     kv->n_ctx = n_ctx;
-    kv->k = calloc((size_t)hp->n_layer, sizeof *kv->k);
-    kv->v = calloc((size_t)hp->n_layer, sizeof *kv->v);
-    kv->ctx = dz_ctx_create(2 * hp->n_layer + 4);
-    dz_status st = DZ_OK;
-    if (!kv->k || !kv->v || !kv->ctx) st = dz_fail(DZ_ERR_NOMEM, "out of memory for the KV cache");
-    size_t per_tensor = 0, total = 0;
-    if (!st) {
-        /* (head_dim, n_head_kv, n_ctx) F32 per layer for K and for V. */
-        size_t row = (size_t)hp->head_dim * (size_t)hp->n_head_kv * sizeof(float);
-        if (dz_mul_overflows(row, (size_t)n_ctx, &per_tensor) ||
-            dz_mul_overflows(per_tensor, 2 * (size_t)hp->n_layer, &total))
-            st = dz_fail(DZ_ERR_ARG, "a KV cache of %d positions does not fit in memory", n_ctx);
-    }
-    /* Not cleared: a forward pass reads only the rows it or an earlier one
-     * wrote ([0, n_past + T)), and an untouched large cache costs neither
-     * time nor resident memory. */
-    if (!st) st = dz_buffer_alloc(m->device, total, &kv->buf);
-    for (int32_t i = 0; !st && i < hp->n_layer; i++) {
-        kv->k[i] = dz_new_tensor_3d(kv->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, n_ctx);
-        kv->v[i] = dz_new_tensor_3d(kv->ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, n_ctx);
-        if (!kv->k[i] || !kv->v[i]) {
-            st = dz_fail(DZ_ERR_NOMEM, "KV cache tensors: %s", dz_ctx_error(kv->ctx));
-            break;
-        }
-        dz_set_name(kv->k[i], "cache_k.%d", i);
-        dz_set_name(kv->v[i], "cache_v.%d", i);
-        st = dz_tensor_bind(kv->k[i], kv->buf, (size_t)(2 * i) * per_tensor);
-        if (!st) st = dz_tensor_bind(kv->v[i], kv->buf, (size_t)(2 * i + 1) * per_tensor);
-    }
+    dz_status st = dz_kv_tensors_create(m, n_ctx, "cache", &kv->ctx, &kv->buf, &kv->k, &kv->v);
     if (st) {
-        dz_kv_cache_free(kv);
+        free(kv);
         return st;
     }
     *out = kv;
@@ -80,6 +95,43 @@ static dz_tensor *add_bias(dz_ctx *ctx, dz_tensor *x, dz_tensor *bias) {
     return bias ? dz_add(ctx, x, bias) : x;
 }
 
+void dz_layer_qkv(dz_ctx *ctx, const dz_model *m, const dz_layer *l, dz_tensor *x, dz_tensor *pos, int32_t T,
+                  dz_tensor **q, dz_tensor **k, dz_tensor **v) {
+    const dz_model_hparams *hp = &m->hp;
+    const int32_t hd = hp->head_dim;
+    dz_tensor *h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->attn_norm);
+    *q = dz_rope(ctx, dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wq, h), l->bq), hd, hp->n_head, T), pos,
+                 hp->n_rot, hp->rope_mode, hp->rope_freq_base, hp->rope_freq_scale);
+    *k = dz_rope(ctx, dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wk, h), l->bk), hd, hp->n_head_kv, T),
+                 pos, hp->n_rot, hp->rope_mode, hp->rope_freq_base, hp->rope_freq_scale);
+    *v = dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wv, h), l->bv), hd, hp->n_head_kv, T);
+}
+
+dz_tensor *dz_layer_finish(dz_ctx *ctx, const dz_model *m, const dz_layer *l, dz_tensor *x, dz_tensor *a) {
+    const dz_model_hparams *hp = &m->hp;
+    a = dz_reshape_2d(ctx, a, (int64_t)hp->head_dim * hp->n_head, a ? a->ne[2] : 1);
+    x = dz_add(ctx, x, dz_mul_mat(ctx, l->wo, a));
+    dz_tensor *h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->ffn_norm);
+    dz_tensor *f = dz_swiglu(ctx, dz_mul_mat(ctx, l->ffn_gate, h), dz_mul_mat(ctx, l->ffn_up, h));
+    return dz_add(ctx, x, dz_mul_mat(ctx, l->ffn_down, f));
+}
+
+bool dz_graph_add_stores(dz_ctx *ctx, dz_graph **g, dz_tensor *k_store, dz_tensor *v_store) {
+    if (!*g) {
+        *g = dz_graph_build(ctx, k_store);
+        if (!*g) return false;
+    } else if (dz_graph_expand(ctx, *g, k_store)) {
+        return false;
+    }
+    return dz_graph_expand(ctx, *g, v_store) == DZ_OK;
+}
+
+dz_status dz_model_graph_ctx(dz_model *m) {
+    if (m->gctx) dz_ctx_reset(m->gctx);
+    else m->gctx = dz_ctx_create(64 * m->hp.n_layer + 64); /* headers: ~40 tensors per layer plus the ends */
+    return m->gctx ? DZ_OK : dz_fail(DZ_ERR_NOMEM, "out of memory for the forward graph");
+}
+
 /* Builds the graph of one forward pass; *logits_out is (n_vocab, T or 1). */
 static dz_graph *build_graph(dz_model *m, dz_kv_cache *kv, int32_t T, int32_t n_past,
                              bool all_logits, dz_tensor **ids_out, dz_tensor **pos_out,
@@ -98,34 +150,15 @@ static dz_graph *build_graph(dz_model *m, dz_kv_cache *kv, int32_t T, int32_t n_
 
     for (int32_t il = 0; il < hp->n_layer; il++) {
         const dz_layer *l = &m->layers[il];
-        dz_tensor *h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->attn_norm);
-        dz_tensor *q = add_bias(ctx, dz_mul_mat(ctx, l->wq, h), l->bq);
-        dz_tensor *k = add_bias(ctx, dz_mul_mat(ctx, l->wk, h), l->bk);
-        dz_tensor *v = add_bias(ctx, dz_mul_mat(ctx, l->wv, h), l->bv);
-        q = dz_rope(ctx, dz_reshape_3d(ctx, q, hd, hp->n_head, T), pos, hp->n_rot, hp->rope_mode,
-                    hp->rope_freq_base, hp->rope_freq_scale);
-        k = dz_rope(ctx, dz_reshape_3d(ctx, k, hd, hp->n_head_kv, T), pos, hp->n_rot,
-                    hp->rope_mode, hp->rope_freq_base, hp->rope_freq_scale);
-        v = dz_reshape_3d(ctx, v, hd, hp->n_head_kv, T);
-        /* The cache writes go into the graph before the attention that reads them. */
-        dz_tensor *k_store = dz_cpy(ctx, k, cache_rows(ctx, kv->k[il], n_past, T));
-        dz_tensor *v_store = dz_cpy(ctx, v, cache_rows(ctx, kv->v[il], n_past, T));
-        if (!g) {
-            g = dz_graph_build(ctx, k_store);
-            if (!g) return NULL;
-        } else if (dz_graph_expand(ctx, g, k_store)) {
+        dz_tensor *q, *k, *v;
+        dz_layer_qkv(ctx, m, l, x, pos, T, &q, &k, &v);
+        if (!dz_graph_add_stores(ctx, &g, dz_cpy(ctx, k, cache_rows(ctx, kv->k[il], n_past, T)),
+                                 dz_cpy(ctx, v, cache_rows(ctx, kv->v[il], n_past, T))))
             return NULL;
-        }
-        if (dz_graph_expand(ctx, g, v_store)) return NULL;
         dz_tensor *a = dz_attention(ctx, q, cache_rows(ctx, kv->k[il], 0, n_kv),
                                     cache_rows(ctx, kv->v[il], 0, n_kv), NULL, kq_scale, true,
                                     n_past); /* (hd, n_head, T) */
-        a = dz_reshape_2d(ctx, a, (int64_t)hd * hp->n_head, T);
-        x = dz_add(ctx, x, dz_mul_mat(ctx, l->wo, a));
-
-        h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->ffn_norm);
-        dz_tensor *f = dz_swiglu(ctx, dz_mul_mat(ctx, l->ffn_gate, h), dz_mul_mat(ctx, l->ffn_up, h));
-        x = dz_add(ctx, x, dz_mul_mat(ctx, l->ffn_down, f));
+        x = dz_layer_finish(ctx, m, l, x, a);
     }
     x = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), m->output_norm);
     if (!all_logits && T > 1 && x) /* only the last position's logits are needed */
@@ -152,18 +185,16 @@ dz_status dz_model_forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, 
             return dz_fail(DZ_ERR_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
                            tokens[i], i, hp->n_vocab - 1);
 
-    /* Header budget: ~40 tensors per layer plus the ends. */
-    if (m->gctx) dz_ctx_reset(m->gctx);
-    else m->gctx = dz_ctx_create(64 * hp->n_layer + 64);
-    if (!m->gctx) return dz_fail(DZ_ERR_NOMEM, "out of memory for the forward graph");
+    dz_status st = dz_model_graph_ctx(m);
+    if (st) return st;
     dz_tensor *ids, *pos, *out;
     dz_graph *g = build_graph(m, kv, n, n_past, all_logits, &ids, &pos, &out);
     if (!g) {
-        dz_status st = dz_ctx_status(m->gctx);
+        st = dz_ctx_status(m->gctx);
         return dz_fail(st ? st : DZ_ERR_INTERNAL, "building the forward graph: %s",
                        dz_ctx_error(m->gctx));
     }
-    dz_status st = dz_sched_alloc(m->sched, g);
+    st = dz_sched_alloc(m->sched, g);
     if (st) return st;
     int32_t *positions = malloc((size_t)n * sizeof *positions);
     if (!positions) return dz_fail(DZ_ERR_NOMEM, "out of memory for positions");

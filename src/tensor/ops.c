@@ -205,6 +205,18 @@ dz_tensor *dz_attention(dz_ctx *ctx, dz_tensor *q, dz_tensor *k, dz_tensor *v, d
     return t;
 }
 
+/* The node that stands for dst after a write into it: dst's memory seen as
+ * a tensor (shape, strides, view of its root). */
+static void alias_dst(dz_tensor *t, dz_tensor *dst) {
+    memcpy(t->nb, dst->nb, sizeof t->nb);
+    t->view_src = dz_tensor_root(dst);
+    t->view_offset = dst->view_src ? dst->view_offset : 0;
+    if (t->view_src->buffer && t->view_src->data) {
+        t->buffer = t->view_src->buffer;
+        t->data = (char *)t->view_src->data + t->view_offset;
+    }
+}
+
 dz_tensor *dz_cpy(dz_ctx *ctx, dz_tensor *src, dz_tensor *dst) {
     if (!ctx || !src || !dst) return NULL;
     bool types_ok = (src->type == DZ_TYPE_F32 &&
@@ -217,27 +229,9 @@ dz_tensor *dz_cpy(dz_ctx *ctx, dz_tensor *src, dz_tensor *dst) {
     /* The node is dst's memory seen as a tensor: same shape and strides. */
     dz_tensor *t = new_node(ctx, "cpy", DZ_OP_CPY, dst->type, dst->n_dims, dst->ne, src, dst, NULL, NULL);
     if (!t) return NULL;
-    memcpy(t->nb, dst->nb, sizeof t->nb);
-    t->view_src = dz_tensor_root(dst);
-    t->view_offset = dst->view_src ? dst->view_offset : 0;
-    if (t->view_src->buffer && t->view_src->data) {
-        t->buffer = t->view_src->buffer;
-        t->data = (char *)t->view_src->data + t->view_offset;
-    }
+    alias_dst(t, dst);
     snprintf(t->name, sizeof t->name, "%.50s (copy)", dst->name);
     return t;
-}
-
-/* The node that stands for dst after a write into it: dst's memory seen as
- * a tensor (shape, strides, view of its root). */
-static void alias_dst(dz_tensor *t, dz_tensor *dst) {
-    memcpy(t->nb, dst->nb, sizeof t->nb);
-    t->view_src = dz_tensor_root(dst);
-    t->view_offset = dst->view_src ? dst->view_offset : 0;
-    if (t->view_src->buffer && t->view_src->data) {
-        t->buffer = t->view_src->buffer;
-        t->data = (char *)t->view_src->data + t->view_offset;
-    }
 }
 
 dz_tensor *dz_set_rows(dz_ctx *ctx, dz_tensor *dst, dz_tensor *src, dz_tensor *ids) {

@@ -37,15 +37,9 @@ static uint16_t load_u16(const char *p) {
 /* The float sums of llama.cpp's x86 (AVX-512) build where its matmuls of
  * attention run as 16-lane tiles: lane l takes every 16th product by fused
  * multiply-add, then the lanes are added in the order of gcc's
- * _mm512_reduce_add_ps. */
+ * _mm512_reduce_add_ps (dz_cpu_reduce16). */
 enum { LANES = 16 };
 
-static float reduce16(const float l[LANES]) {
-    float t3[8], t6[4];
-    for (int i = 0; i < 8; i++) t3[i] = l[8 + i] + l[i];
-    for (int i = 0; i < 4; i++) t6[i] = t3[4 + i] + t3[i];
-    return (t6[0] + t6[2]) + (t6[1] + t6[3]);
-}
 
 /* One query row against the keys at positions j < n (pool rows slot[j], or
  * j itself when slot is NULL): out = softmax(scale q . k_j + mask_j) . v_j,
@@ -80,7 +74,7 @@ static void attend_one(const attn_row *r, float *w, uint16_t *q16) {
                 const float qd = k_f16 ? dz_fp16_to_fp32(q16[d]) : load_f32(r->qrow + (size_t)d * sizeof(float));
                 l[d % LANES] = fmaf(kd, qd, l[d % LANES]);
             }
-            sum = reduce16(l);
+            sum = dz_cpu_reduce16(l);
         } else if (k_f16) {
             for (int64_t d = 0; d < hd; d++)
                 sum += (double)(dz_fp16_to_fp32(load_u16(krow + (size_t)d * k->nb[0])) * dz_fp16_to_fp32(q16[d]));
@@ -105,7 +99,7 @@ static void attend_one(const attn_row *r, float *w, uint16_t *q16) {
             const float vv = v_f16 ? dz_fp16_to_fp32(load_u16(vd)) : load_f32(vd);
             l[j % LANES] = fmaf(vv, p, l[j % LANES]);
         }
-        r->out[d] = reduce16(l);
+        r->out[d] = dz_cpu_reduce16(l);
     }
 }
 

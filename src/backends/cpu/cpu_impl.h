@@ -102,5 +102,13 @@ void dz_cpu_softmax_row(float *w, int64_t n);
 /* exp(x) as ggml's vector expf computes it on x86 (AVX-512 form): within
  * 1 ulp or so of expf, but rounded as llama.cpp's softmax rounds. */
 float dz_cpu_expf_ggml(float x);
+/* The sum of 16 floats in the order of gcc's _mm512_reduce_add_ps (how
+ * llama.cpp's AVX-512 build adds the lanes of a vector). */
+static inline float dz_cpu_reduce16(const float l[16]) {
+    float t3[8], t6[4];
+    for (int i = 0; i < 8; i++) t3[i] = l[8 + i] + l[i];
+    for (int i = 0; i < 4; i++) t6[i] = t3[4 + i] + t3[i];
+    return (t6[0] + t6[2]) + (t6[1] + t6[3]);
+}
 
 #endif

@@ -183,10 +183,7 @@ void dz_cpu_softmax_row(float *w, int64_t n) {
     for (int64_t c = 0; c < n; c += DZ_GGML_VL) {
         float e[DZ_GGML_VL] = {0};
         for (int64_t i = c; i < n && i < c + DZ_GGML_VL; i++) e[i - c] = w[i] = dz_cpu_expf_ggml(w[i] - max);
-        float t3[8], t6[4];
-        for (int i = 0; i < 8; i++) t3[i] = e[8 + i] + e[i];
-        for (int i = 0; i < 4; i++) t6[i] = t3[4 + i] + t3[i];
-        sum += (double)((t6[0] + t6[2]) + (t6[1] + t6[3]));
+        sum += (double)dz_cpu_reduce16(e);
     }
     const float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; i++) w[i] *= inv;
