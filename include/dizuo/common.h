@@ -29,6 +29,7 @@ typedef enum dz_status {
     DZ_ERR_IO,          /* open/read/write/mmap failed */
     DZ_ERR_DEVICE,      /* a backend reported a failure */
     DZ_ERR_INTERNAL,    /* a broken invariant: a bug in dizuo */
+    DZ_ERR_BUSY,        /* overloaded or shutting down: try again later */
 } dz_status;
 
 /* Short name of a status ("format error", ...). Static storage. */

@@ -58,6 +58,137 @@ void dz_rng_seed(dz_rng *r, uint64_t seed);
 uint64_t dz_rng_next(dz_rng *r);
 double dz_rng_uniform(dz_rng *r); /* [0, 1) */
 
+/* ---- the serving engine: continuous batching over a paged KV cache ----
+ *
+ * One engine thread owns the model, its KV pool and every running sequence.
+ * Other threads submit generation requests; at every step the engine admits
+ * waiting requests (while the pool has free blocks for their prompts, the
+ * tenant with the fewest running sequences first), runs one forward pass over
+ * prompt chunks of new sequences and one decode token of every running one
+ * (dz_model_forward_batch), samples, and reports each token through the
+ * request's callbacks. Requests leave the batch as soon as they finish; a
+ * cancelled request's blocks return to the pool at the next step. When the
+ * pool runs dry during decoding, the most recently admitted sequence is
+ * preempted (blocks freed, recomputed later from its prompt and the tokens
+ * it already generated; its client sees no difference). Prefix caching: a
+ * request's full prompt blocks are shared with earlier requests of the same
+ * tenant, never across tenants. */
+
+typedef struct dz_engine dz_engine;
+
+typedef struct dz_engine_config {
+    int32_t n_ctx;            /* positions per sequence (prompt + generated); 0: model's training context, at most 4096 */
+    int32_t kv_blocks;        /* blocks in the pool; 0: enough for max_running sequences of n_ctx */
+    int32_t block_size;       /* positions per block; 0: 16 */
+    int32_t max_running;      /* sequences decoding at once; 0: 8 */
+    int32_t max_batch_tokens; /* tokens per forward pass (prompts are chunked to fit); 0: 512 */
+    int32_t max_waiting;      /* queued requests before dz_engine_submit answers DZ_ERR_BUSY; 0: 1024 */
+    bool no_prefix_cache;     /* turn prefix caching off */
+} dz_engine_config;
+
+/* Starts the engine thread on a loaded model (the engine borrows m: free the
+ * engine first). Configuration errors are DZ_ERR_ARG naming the field; a
+ * pool that does not fit in memory is DZ_ERR_NOMEM. Caller owns *out. */
+dz_status dz_engine_create(dz_model *m, const dz_engine_config *cfg, dz_engine **out);
+/* Stops the thread: every unfinished request ends with DZ_FINISH_CANCELLED
+ * (its on_done runs before this returns). NULL is a no-op. */
+void dz_engine_destroy(dz_engine *e);
+/* The effective configuration (defaults filled in). */
+const dz_engine_config *dz_engine_config_get(const dz_engine *e);
+dz_model *dz_engine_model(dz_engine *e);
+
+typedef enum dz_finish {
+    DZ_FINISH_STOP = 1,  /* end-of-generation token, or on_token asked to stop */
+    DZ_FINISH_LENGTH,    /* max_tokens reached, or the context is full */
+    DZ_FINISH_CANCELLED, /* dz_gen_cancel, or the engine shut down */
+    DZ_FINISH_ERROR,     /* the forward pass failed; message in dz_gen_result.error */
+} dz_finish;
+
+enum { DZ_TOP_LOGPROBS_MAX = 20 };
+
+/* One generated token. logprob and top_* are log-softmax values of the
+ * model's raw logits (before bias, penalties and temperature), filled when
+ * the request asked for logprobs. */
+typedef struct dz_gen_token {
+    int32_t token;
+    int32_t index; /* 0 for the first generated token */
+    float logprob;
+    int32_t n_top; /* entries in top_ids / top_logprobs, most likely first */
+    int32_t top_ids[DZ_TOP_LOGPROBS_MAX];
+    float top_logprobs[DZ_TOP_LOGPROBS_MAX];
+} dz_gen_token;
+
+typedef struct dz_gen_result {
+    dz_finish finish;
+    int32_t prompt_tokens;
+    int32_t cached_tokens;     /* prompt tokens served from the prefix cache (first admission) */
+    int32_t completion_tokens; /* tokens reported through on_token */
+    double t_submit, t_first_token, t_done; /* dz_time_now() seconds; t_first_token 0 when none */
+    char error[256];           /* DZ_FINISH_ERROR: what failed */
+} dz_gen_result;
+
+typedef struct dz_gen_request {
+    uint64_t tenant;         /* prefix-cache and fairness group (e.g. a hash of the tenant name) */
+    const int32_t *prompt;   /* copied by dz_engine_submit */
+    int32_t n_prompt;        /* >= 1 */
+    int32_t max_tokens;      /* >= 1; n_prompt + max_tokens is capped at n_ctx (finish LENGTH) */
+    dz_sampler_params sampling; /* copied, logit biases included */
+    bool ignore_eos;         /* do not stop on end-of-generation tokens */
+    bool logprobs;           /* fill dz_gen_token.logprob */
+    int32_t top_logprobs;    /* 0..DZ_TOP_LOGPROBS_MAX alternatives per token (needs logprobs) */
+    /* Called on the engine thread for every generated token, in order; must
+     * not block for long. Returning true ends the request with
+     * DZ_FINISH_STOP (this token counted). */
+    bool (*on_token)(void *user, const dz_gen_token *tok);
+    /* Called exactly once, last, on the engine thread (or in
+     * dz_engine_destroy). No callback for this request follows it. */
+    void (*on_done)(void *user, const dz_gen_result *res);
+    void *user;
+} dz_gen_request;
+
+typedef struct dz_gen dz_gen;
+
+/* Queues a request. Checks it first: DZ_ERR_ARG names a bad field
+ * (n_prompt < 1 or > n_ctx - 1 "prompt is longer than the context", a token
+ * outside the vocabulary, max_tokens < 1, sampling parameters);
+ * DZ_ERR_BUSY when the wait queue is full or the engine is stopping. On
+ * DZ_OK *out is a handle the caller must release with dz_gen_release (the
+ * callbacks may run before dz_engine_submit returns); on failure no callback
+ * is ever called. Thread-safe. */
+dz_status dz_engine_submit(dz_engine *e, const dz_gen_request *req, dz_gen **out);
+/* Asks the engine to stop a request (the client went away): on_done follows
+ * soon with DZ_FINISH_CANCELLED unless the request already finished.
+ * Thread-safe; any time before dz_gen_release. */
+void dz_gen_cancel(dz_gen *g);
+/* Drops the caller's reference (the engine keeps its own until on_done).
+ * NULL is a no-op. */
+void dz_gen_release(dz_gen *g);
+
+/* Mean-pooled, L2-normalised final hidden states (after the output norm) of
+ * tokens[0..n), computed on the engine thread between steps; out receives
+ * n_embd floats. Blocks the caller. DZ_ERR_ARG for an empty input, one
+ * longer than n_ctx or a token outside the vocabulary; DZ_ERR_BUSY when
+ * stopping. Thread-safe. */
+dz_status dz_engine_embed(dz_engine *e, const int32_t *tokens, int32_t n, float *out);
+
+typedef struct dz_engine_stats {
+    int32_t waiting;            /* queued, not yet admitted */
+    int32_t running;            /* in the batch */
+    int32_t kv_blocks_total;
+    int32_t kv_blocks_used;     /* held by sequences (cached-but-free blocks not counted) */
+    int32_t kv_blocks_cached;   /* free blocks that still hold a cached prefix */
+    uint64_t prefix_queries;    /* full prompt blocks looked up in the prefix cache */
+    uint64_t prefix_hits;       /* ... and found */
+    uint64_t steps;             /* forward passes run */
+    uint64_t preemptions;
+    uint64_t prompt_tokens;     /* computed prompt tokens (cache hits excluded) */
+    uint64_t generated_tokens;
+} dz_engine_stats;
+
+/* A consistent snapshot of the counters. Thread-safe. */
+void dz_engine_stats_get(dz_engine *e, dz_engine_stats *st);
+
+
 #ifdef __cplusplus
 }
 #endif

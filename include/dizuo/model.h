@@ -67,6 +67,11 @@ size_t dz_kv_cache_bytes(const dz_kv_cache *kv);
 dz_status dz_model_forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, int32_t n,
                            int32_t n_past, float *logits, bool all_logits);
 
+/* Mean-pooled embeddings of tokens[0..n) (dz_engine_embed runs it on the engine thread):
+ * a fresh n-position cache, the model's layers, the output norm, then the
+ * mean over positions and L2 normalisation. Not thread-safe for one model. */
+dz_status dz_model_embed(dz_model *m, const int32_t *tokens, int32_t n, float *out);
+
 /* ---- paged KV cache and batched forward (continuous batching) ----
  *
  * A pool holds the keys and values of n_blocks blocks of block_size

@@ -21,6 +21,7 @@ const char *dz_status_str(dz_status s) {
     case DZ_ERR_IO: return "I/O error";
     case DZ_ERR_DEVICE: return "device error";
     case DZ_ERR_INTERNAL: return "internal error";
+    case DZ_ERR_BUSY: return "busy";
     }
     return "unknown status";
 }

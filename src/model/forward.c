@@ -132,9 +132,14 @@ dz_status dz_model_graph_ctx(dz_model *m) {
     return m->gctx ? DZ_OK : dz_fail(DZ_ERR_NOMEM, "out of memory for the forward graph");
 }
 
-/* Builds the graph of one forward pass; *logits_out is (n_vocab, T or 1). */
+/* What a pass returns: the last position's logits, every position's, or
+ * every position's final hidden state (after the output norm). */
+typedef enum { OUT_LAST_LOGITS, OUT_ALL_LOGITS, OUT_HIDDEN } out_kind;
+
+/* Builds the graph of one forward pass; *out is (n_vocab, T or 1) logits or
+ * (n_embd, T) hidden states. */
 static dz_graph *build_graph(dz_model *m, dz_kv_cache *kv, int32_t T, int32_t n_past,
-                             bool all_logits, dz_tensor **ids_out, dz_tensor **pos_out,
+                             out_kind kind, dz_tensor **ids_out, dz_tensor **pos_out,
                              dz_tensor **logits_out) {
     const dz_model_hparams *hp = &m->hp;
     dz_ctx *ctx = m->gctx;
@@ -161,9 +166,9 @@ static dz_graph *build_graph(dz_model *m, dz_kv_cache *kv, int32_t T, int32_t n_
         x = dz_layer_finish(ctx, m, l, x, a);
     }
     x = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), m->output_norm);
-    if (!all_logits && T > 1 && x) /* only the last position's logits are needed */
+    if (kind == OUT_LAST_LOGITS && T > 1 && x) /* only the last position's logits are needed */
         x = dz_view_2d(ctx, x, x->ne[0], 1, x->nb[1], (size_t)(T - 1) * x->nb[1]);
-    dz_tensor *logits = dz_mul_mat(ctx, m->output, x);
+    dz_tensor *logits = kind == OUT_HIDDEN ? x : dz_mul_mat(ctx, m->output, x);
     dz_set_output(logits);
     if (dz_graph_expand(ctx, g, logits)) return NULL;
     *ids_out = ids;
@@ -172,8 +177,10 @@ static dz_graph *build_graph(dz_model *m, dz_kv_cache *kv, int32_t T, int32_t n_
     return g;
 }
 
-dz_status dz_model_forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, int32_t n,
-                           int32_t n_past, float *logits, bool all_logits) {
+/* One pass of tokens[0..n) at n_past.. into kv; out receives what kind asks
+ * for (rows * width floats). */
+static dz_status forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, int32_t n, int32_t n_past,
+                         out_kind kind, float *out_data) {
     const dz_model_hparams *hp = &m->hp;
     if (n < 1) return dz_fail(DZ_ERR_ARG, "no tokens to evaluate");
     if (kv->model != m) return dz_fail(DZ_ERR_ARG, "the KV cache belongs to another model");
@@ -188,7 +195,7 @@ dz_status dz_model_forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, 
     dz_status st = dz_model_graph_ctx(m);
     if (st) return st;
     dz_tensor *ids, *pos, *out;
-    dz_graph *g = build_graph(m, kv, n, n_past, all_logits, &ids, &pos, &out);
+    dz_graph *g = build_graph(m, kv, n, n_past, kind, &ids, &pos, &out);
     if (!g) {
         st = dz_ctx_status(m->gctx);
         return dz_fail(st ? st : DZ_ERR_INTERNAL, "building the forward graph: %s",
@@ -204,8 +211,42 @@ dz_status dz_model_forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, 
     free(positions);
     if (!st) st = dz_sched_compute(m->sched, g);
     if (!st) {
-        size_t rows = all_logits ? (size_t)n : 1;
-        st = dz_tensor_read(out, logits, 0, rows * (size_t)hp->n_vocab * sizeof(float));
+        size_t rows = kind == OUT_LAST_LOGITS ? 1 : (size_t)n;
+        size_t width = (size_t)(kind == OUT_HIDDEN ? hp->n_embd : hp->n_vocab);
+        st = dz_tensor_read(out, out_data, 0, rows * width * sizeof(float));
     }
     return st;
+}
+
+dz_status dz_model_forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, int32_t n,
+                           int32_t n_past, float *logits, bool all_logits) {
+    return forward(m, kv, tokens, n, n_past, all_logits ? OUT_ALL_LOGITS : OUT_LAST_LOGITS, logits);
+}
+
+dz_status dz_model_embed(dz_model *m, const int32_t *tokens, int32_t n, float *out) {
+    if (n < 1) return dz_fail(DZ_ERR_ARG, "no tokens to embed");
+    const size_t d = (size_t)m->hp.n_embd;
+    float *hidden = malloc((size_t)n * d * sizeof *hidden);
+    if (!hidden) return dz_fail(DZ_ERR_NOMEM, "out of memory for %d hidden states", n);
+    dz_kv_cache *kv = NULL;
+    dz_status st = dz_kv_cache_create(m, n, &kv);
+    if (!st) st = forward(m, kv, tokens, n, 0, OUT_HIDDEN, hidden);
+    dz_kv_cache_free(kv);
+    if (st) {
+        free(hidden);
+        return st;
+    }
+    double *sum = calloc(d, sizeof *sum), norm = 0;
+    if (!sum) {
+        free(hidden);
+        return dz_fail(DZ_ERR_NOMEM, "out of memory for an embedding");
+    }
+    for (int32_t t = 0; t < n; t++)
+        for (size_t i = 0; i < d; i++) sum[i] += hidden[(size_t)t * d + i];
+    for (size_t i = 0; i < d; i++) norm += sum[i] * sum[i];
+    norm = norm > 0 ? sqrt(norm) : 1; /* the mean's 1/n cancels in the normalisation */
+    for (size_t i = 0; i < d; i++) out[i] = (float)(sum[i] / norm);
+    free(sum);
+    free(hidden);
+    return DZ_OK;
 }
