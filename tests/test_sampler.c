@@ -1,5 +1,7 @@
 /* Sampling: greedy, determinism by seed, bias, penalties, top-k/top-p/min-p
  * filters, parameter checks. Expected values are computed by hand. */
+#include <math.h>
+
 #include "dizuo/engine.h"
 #include "dztest.h"
 
@@ -114,6 +116,55 @@ static void test_determinism(void) {
     DZT_CHECK(distinct >= 3, "64 draws at temperature 1.5 gave only %d distinct tokens", distinct);
 }
 
+/* Draw frequencies against softmax(l / T) over the allowed tokens, computed
+ * here in double: top-k 3 of a 200-token vocabulary (the heap selection,
+ * with ties broken by the lower id) and no truncation at all (the
+ * full-distribution draw). */
+static void check_frequencies(int32_t top_k, const char *what) {
+    enum { NV = 200, DRAWS = 40000 };
+    float base[NV];
+    for (int32_t i = 0; i < NV; i++) base[i] = (float)((i * 37) % 11) * 0.1f; /* many ties */
+    dz_sampler_params p = dz_sampler_defaults();
+    p.temperature = 0.7f;
+    p.top_k = top_k;
+    p.top_p = 1.0f;
+    p.min_p = 0;
+    p.seed = 99;
+    double expect[NV] = {0}, sum = 0;
+    int32_t order[NV];
+    for (int32_t i = 0; i < NV; i++) order[i] = i;
+    for (int32_t i = 0; i < NV; i++) /* selection sort: logit descending, id ascending */
+        for (int32_t j = i + 1; j < NV; j++)
+            if (base[order[j]] > base[order[i]] || (base[order[j]] == base[order[i]] && order[j] < order[i])) {
+                int32_t t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    const int32_t allowed = top_k > 0 ? top_k : NV;
+    for (int32_t i = 0; i < allowed; i++) sum += expect[order[i]] = exp(base[order[i]] / 0.7);
+    int32_t seen[NV] = {0};
+    dz_sampler *s = NULL;
+    DZT_OK(dz_sampler_create(&p, NV, &s));
+    for (int d = 0; d < DRAWS && s; d++) {
+        float l[NV];
+        memcpy(l, base, sizeof l);
+        seen[dz_sampler_sample(s, l)]++;
+    }
+    dz_sampler_free(s);
+    double worst = 0;
+    for (int32_t i = 0; i < NV; i++) {
+        const double f = (double)seen[i] / DRAWS, e = expect[i] / sum;
+        worst = fabs(f - e) > worst ? fabs(f - e) : worst;
+        if (e == 0) DZT_CHECK(seen[i] == 0, "%s: token %d is outside the top %d but was drawn", what, i, top_k);
+    }
+    DZT_CHECK(worst < 0.012, "%s: largest frequency error %.4f", what, worst);
+}
+
+static void test_distributions(void) {
+    check_frequencies(3, "top-k 3");
+    check_frequencies(0, "no truncation");
+}
+
 static void test_bad_params(void) {
     dz_sampler *s = NULL;
     dz_sampler_params p = dz_sampler_defaults();
@@ -136,6 +187,7 @@ int main(void) {
     test_penalties();
     test_filters();
     test_determinism();
+    test_distributions();
     test_bad_params();
     return dzt_done();
 }

@@ -158,6 +158,54 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id - y->id; /* ties: lower id first, so results are deterministic */
 }
 
+/* Whether candidate a comes before b in by_logit_desc's order. */
+static bool before(const struct candidate *a, const struct candidate *b) {
+    return a->logit != b->logit ? a->logit > b->logit : a->id < b->id;
+}
+
+/* Moves the k first candidates of c[0..n) in by_logit_desc's order to
+ * c[0..k), sorted: a heap of the k best so far whose root is the worst of
+ * them, O(n log k) instead of sorting everything. */
+static void select_top(struct candidate *c, int32_t n, int32_t k) {
+    for (int32_t i = 0; i < n; i++) {
+        if (i >= k && !before(&c[i], &c[0])) continue;
+        int32_t j;
+        if (i < k) { /* grow the heap: sift up */
+            const struct candidate x = c[i];
+            for (j = i; j > 0 && before(&c[(j - 1) / 2], &x); j = (j - 1) / 2) c[j] = c[(j - 1) / 2];
+            c[j] = x;
+            continue;
+        }
+        const struct candidate x = c[i]; /* replace the root: sift down */
+        for (j = 0;;) {
+            int32_t w = 2 * j + 1;
+            if (w >= k) break;
+            if (w + 1 < k && before(&c[w], &c[w + 1])) w++;
+            if (!before(&x, &c[w])) break;
+            c[j] = c[w];
+            j = w;
+        }
+        c[j] = x;
+    }
+    qsort(c, (size_t)k, sizeof *c, by_logit_desc);
+}
+
+/* A draw from softmax(logits / temperature) over every candidate, in id
+ * order: what the sorted path gives when nothing truncates, without the sort. */
+static int32_t sample_full(dz_sampler *s, int32_t n) {
+    const float t = s->p.temperature;
+    float mx = s->cand[0].logit;
+    for (int32_t i = 1; i < n; i++) mx = s->cand[i].logit > mx ? s->cand[i].logit : mx;
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += (s->cand[i].prob = expf((s->cand[i].logit - mx) / t));
+    double r = dz_rng_uniform(&s->rng) * sum, cum = 0;
+    for (int32_t i = 0; i < n; i++) {
+        cum += s->cand[i].prob;
+        if (r < cum) return s->cand[i].id;
+    }
+    return s->cand[n - 1].id;
+}
+
 static int32_t argmax(const float *logits, int32_t n) {
     int32_t best = 0;
     for (int32_t i = 1; i < n; i++)
@@ -182,8 +230,14 @@ int32_t dz_sampler_sample(dz_sampler *s, float *logits) {
     for (int32_t i = 0; i < s->n_vocab; i++)
         if (logits[i] > -INFINITY) s->cand[n++] = (struct candidate){i, logits[i], 0};
     if (n == 0) return argmax(logits, s->n_vocab); /* everything banned: fall back */
-    qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
-    if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+    if (p->top_k > 0 && p->top_k < n) {
+        select_top(s->cand, n, p->top_k);
+        n = p->top_k;
+    } else if (p->top_p >= 1.0f && p->min_p <= 0) {
+        return sample_full(s, n);
+    } else {
+        qsort(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc);
+    }
     softmax_candidates(s->cand, n);
     if (p->top_p < 1.0f) {
         double cum = 0;
