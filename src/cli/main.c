@@ -21,6 +21,7 @@ static const command commands[] = {
     {"bench", dz_cmd_bench, "prompt-processing and generation speed; memory bandwidth"},
     {"keys", dz_cmd_keys, "create, list and revoke API keys"},
     {"usage", dz_cmd_usage, "token usage per tenant from the ledger"},
+    {"serve", dz_cmd_serve, "the OpenAI-compatible model service with keys, quotas and a usage ledger"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

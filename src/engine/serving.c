@@ -304,7 +304,7 @@ void dz_engine_step(dz_engine *e) {
     if (st) { /* a pass that fails ends the requests in it */
         char msg[256];
         snprintf(msg, sizeof msg, "%s", dz_last_error());
-        dz_log(DZ_LOG_ERROR, "engine: forward pass failed: %s", msg);
+        dz_log(DZ_LOG_ERROR, "engine: forward pass failed: %s\n", msg);
         for (int32_t i = 0; i < n_items; i++) {
             dz_genq_remove(&e->running, e->item_gen[i]);
             e->n_running--;

@@ -68,7 +68,7 @@ static void register_builtins(void) {
     const dz_backend_iface *builtins[] = {dz_cpu_backend_iface(), dz_cpu_ref_backend_iface()};
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
         if (register_checked(builtins[i]))
-            dz_log(DZ_LOG_ERROR, "built-in backend '%s' refused: %s", builtins[i]->name, dz_last_error());
+            dz_log(DZ_LOG_ERROR, "built-in backend '%s' refused: %s\n", builtins[i]->name, dz_last_error());
 }
 
 static void ensure_builtins(void) { pthread_once(&builtins_once, register_builtins); }
