@@ -104,6 +104,33 @@ typedef enum dz_op {
                        index[1..n_t][t] in position order (1 <= n_t <= W - 1) -> F32
                        (hd, n_head, T): as ATTENTION for query t over those rows only (the
                        rows of a paged KV cache); params.f[0] scale */
+    /* ---- appended for GPT-2 (tier I) ---- */
+    DZ_OP_LAYER_NORM, /* src0 F32 rows of ne0: (x - mean) / sqrt(var + eps), var the biased
+                       variance of the row, eps = params.f[0] (weight and bias: MUL, ADD) */
+    DZ_OP_GELU,     /* src0 F32: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    /* ---- appended for training (tier T): the backward of the ops above ---- */
+    DZ_OP_MUL_MAT_BACK_X, /* src0 W (K, N) any matmul type, src1 dY F32 (N, M) -> F32 (K, M):
+                       dX row m = sum over n of dY[m][n] * W row n (the gradient of MUL_MAT
+                       with respect to X) */
+    DZ_OP_MUL_MAT_BACK_W, /* src0 X F32 (K, M), src1 dY F32 (N, M) -> F32 (K, N):
+                       dW row n = sum over m of dY[m][n] * X row m */
+    DZ_OP_SUM_COLS, /* src0 F32 (n, a, b, c) -> F32 (n): the sum of every row (bias gradients) */
+    DZ_OP_RMS_NORM_BACK,   /* src0 x F32, src1 dy F32 (like x) -> dx F32 (like x); eps params.f[0] */
+    DZ_OP_LAYER_NORM_BACK, /* as RMS_NORM_BACK for LAYER_NORM */
+    DZ_OP_ROPE_BACK, /* as ROPE (same sources and params) on dy: the inverse rotation */
+    DZ_OP_ATTENTION_BACK, /* src0 q F32 (hd, n_head, T), src1 k F32 (hd, n_kv_head, T), src2 v
+                       F32 (hd, n_kv_head, T), src3 dout F32 (hd, n_head, T) -> F32
+                       (hd * (n_head + 2 n_kv_head), T): column t holds dq_t, dk_t, dv_t, the
+                       gradients of causal ATTENTION (n_past 0, no mask; f[0] scale) */
+    DZ_OP_SWIGLU_BACK, /* src0 gate F32, src1 up F32, src2 dy F32 (all (n, T)) -> F32 (n, T, 2):
+                       [:, :, 0] d gate, [:, :, 1] d up */
+    DZ_OP_GELU_BACK, /* src0 x F32, src1 dy F32 (like x) -> dx F32 (like x) */
+    DZ_OP_GET_ROWS_BACK, /* src0 dY F32 (ne0, n), src1 ids I32 (n), params.i[0] n_rows -> F32
+                       (ne0, n_rows): row r = sum of the dY rows i with ids[i] == r (else 0) */
+    DZ_OP_CROSS_ENTROPY, /* src0 logits F32 (V, T), src1 targets I32 (T) -> F32 (1): the mean
+                       over t of logsumexp(logits_t) - logits_t[target_t] */
+    DZ_OP_CROSS_ENTROPY_BACK, /* the same sources, params.f[0] dloss -> F32 (V, T):
+                       (softmax(logits_t) - onehot(target_t)) * dloss / T */
     DZ_OP_COUNT
 } dz_op;
 

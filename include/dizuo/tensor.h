@@ -136,6 +136,24 @@ dz_tensor *dz_set_rows(dz_ctx *ctx, dz_tensor *dst, dz_tensor *src, dz_tensor *i
 dz_tensor *dz_paged_attention(dz_ctx *ctx, dz_tensor *q, dz_tensor *k_pool, dz_tensor *v_pool,
                               dz_tensor *index, float scale);
 
+/* GPT-2 (tier I) and training (tier T) ops: see dz_op in backend.h for the
+ * shapes and the exact definitions (src/tensor/ops_train.c). */
+dz_tensor *dz_layer_norm(dz_ctx *ctx, dz_tensor *a, float eps);
+dz_tensor *dz_gelu(dz_ctx *ctx, dz_tensor *a);
+dz_tensor *dz_mul_mat_back_x(dz_ctx *ctx, dz_tensor *w, dz_tensor *dy);
+dz_tensor *dz_mul_mat_back_w(dz_ctx *ctx, dz_tensor *x, dz_tensor *dy);
+dz_tensor *dz_sum_cols(dz_ctx *ctx, dz_tensor *a);
+dz_tensor *dz_rms_norm_back(dz_ctx *ctx, dz_tensor *x, dz_tensor *dy, float eps);
+dz_tensor *dz_layer_norm_back(dz_ctx *ctx, dz_tensor *x, dz_tensor *dy, float eps);
+dz_tensor *dz_rope_back(dz_ctx *ctx, dz_tensor *dy, dz_tensor *pos, int n_rot, int mode, float freq_base,
+                        float freq_scale);
+dz_tensor *dz_attention_back(dz_ctx *ctx, dz_tensor *q, dz_tensor *k, dz_tensor *v, dz_tensor *dout, float scale);
+dz_tensor *dz_swiglu_back(dz_ctx *ctx, dz_tensor *gate, dz_tensor *up, dz_tensor *dy);
+dz_tensor *dz_gelu_back(dz_ctx *ctx, dz_tensor *x, dz_tensor *dy);
+dz_tensor *dz_get_rows_back(dz_ctx *ctx, dz_tensor *dy, dz_tensor *ids, int64_t n_rows);
+dz_tensor *dz_cross_entropy(dz_ctx *ctx, dz_tensor *logits, dz_tensor *targets);
+dz_tensor *dz_cross_entropy_back(dz_ctx *ctx, dz_tensor *logits, dz_tensor *targets, float dloss);
+
 /* Collects every node `out` depends on, in execution order (operands first,
  * in src order; each node once). Graph memory belongs to ctx: valid until
  * dz_ctx_reset/destroy. NULL (and ctx status set) if any builder had failed. */

@@ -15,6 +15,13 @@ static const char *const op_names[DZ_OP_COUNT] = {
     [DZ_OP_SOFTMAX] = "SOFTMAX",   [DZ_OP_ATTENTION] = "ATTENTION", [DZ_OP_SILU] = "SILU",
     [DZ_OP_SWIGLU] = "SWIGLU",     [DZ_OP_CPY] = "CPY",         [DZ_OP_SET_ROWS] = "SET_ROWS",
     [DZ_OP_PAGED_ATTENTION] = "PAGED_ATTENTION",
+    [DZ_OP_LAYER_NORM] = "LAYER_NORM", [DZ_OP_GELU] = "GELU",
+    [DZ_OP_MUL_MAT_BACK_X] = "MUL_MAT_BACK_X", [DZ_OP_MUL_MAT_BACK_W] = "MUL_MAT_BACK_W",
+    [DZ_OP_SUM_COLS] = "SUM_COLS", [DZ_OP_RMS_NORM_BACK] = "RMS_NORM_BACK",
+    [DZ_OP_LAYER_NORM_BACK] = "LAYER_NORM_BACK", [DZ_OP_ROPE_BACK] = "ROPE_BACK",
+    [DZ_OP_ATTENTION_BACK] = "ATTENTION_BACK", [DZ_OP_SWIGLU_BACK] = "SWIGLU_BACK",
+    [DZ_OP_GELU_BACK] = "GELU_BACK", [DZ_OP_GET_ROWS_BACK] = "GET_ROWS_BACK",
+    [DZ_OP_CROSS_ENTROPY] = "CROSS_ENTROPY", [DZ_OP_CROSS_ENTROPY_BACK] = "CROSS_ENTROPY_BACK",
 };
 
 const char *dz_op_name(dz_op op) {
@@ -24,6 +31,10 @@ const char *dz_op_name(dz_op op) {
 uint32_t dz_op_tiers(dz_op op) {
     switch (op) {
     case DZ_OP_NONE: case DZ_OP_VIEW: case DZ_OP_COUNT: return 0; /* nothing to compute */
+    case DZ_OP_MUL_MAT_BACK_X: case DZ_OP_MUL_MAT_BACK_W: case DZ_OP_SUM_COLS: case DZ_OP_RMS_NORM_BACK:
+    case DZ_OP_LAYER_NORM_BACK: case DZ_OP_ROPE_BACK: case DZ_OP_ATTENTION_BACK: case DZ_OP_SWIGLU_BACK:
+    case DZ_OP_GELU_BACK: case DZ_OP_GET_ROWS_BACK: case DZ_OP_CROSS_ENTROPY: case DZ_OP_CROSS_ENTROPY_BACK:
+        return DZ_TIER_T;
     default: return DZ_TIER_I;
     }
 }
