@@ -253,26 +253,43 @@ static void check_fairness(dz_model *m) {
     dz_engine_destroy(e);
 }
 
-/* Shutdown with requests running and waiting: every one ends CANCELLED. */
+/* Shutdown with requests running and waiting: every one ends CANCELLED, and
+ * a request never admitted bills no prompt tokens. Also the per-tenant share
+ * of the wait queue. */
 static void check_shutdown(dz_model *m) {
     dz_engine *e = NULL;
-    dz_engine_config cfg = {.n_ctx = 256, .max_running = 1};
+    dz_engine_config cfg = {.n_ctx = 256, .max_running = 1, .max_waiting_per_tenant = 2};
     DZT_OK(dz_engine_create(m, &cfg, &e));
     if (!e) return;
     int32_t prompt[PROMPT_MAX];
     const int32_t n = make_prompt(2, prompt);
-    outcome o[3];
-    dz_gen *g[3];
-    for (int i = 0; i < 3; i++) {
-        outcome_init(&o[i]);
-        dz_gen_request r = greedy_request(prompt, n, 200, 1, &o[i]);
-        r.ignore_eos = true;
+    outcome o[4];
+    dz_gen *g[4] = {0}, *extra = NULL;
+    for (int i = 0; i < 4; i++) outcome_init(&o[i]);
+    dz_gen_request r = greedy_request(prompt, n, 200, 1, &o[0]);
+    r.ignore_eos = true;
+    DZT_OK(dz_engine_submit(e, &r, &g[0]));
+    for (int tries = 0; tries < 10000; tries++) { /* running, so the next ones wait */
+        pthread_mutex_lock(&o[0].mu);
+        const int32_t got = o[0].n;
+        pthread_mutex_unlock(&o[0].mu);
+        if (got > 0) break;
+        usleep(500);
+    }
+    for (int i = 1; i < 3; i++) {
+        r = greedy_request(prompt, n, 200, 1, &o[i]);
         DZT_OK(dz_engine_submit(e, &r, &g[i]));
     }
+    r = greedy_request(prompt, n, 200, 1, &o[3]); /* tenant 1 already has 2 waiting */
+    DZT_FAILS(dz_engine_submit(e, &r, &extra), DZ_ERR_BUSY);
+    r = greedy_request(prompt, n, 200, 2, &o[3]); /* another tenant still gets in */
+    DZT_OK(dz_engine_submit(e, &r, &g[3]));
     dz_engine_destroy(e);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         DZT_ASSERT(o[i].done);
         DZT_EQ_INT(o[i].res.finish, DZ_FINISH_CANCELLED);
+        DZT_EQ_INT(o[i].res.prompt_tokens, i == 0 ? n : 0);
+        DZT_EQ_INT(o[i].res.completion_tokens, i == 0 ? o[0].n : 0);
         dz_gen_release(g[i]);
     }
 }

@@ -84,6 +84,7 @@ typedef struct dz_engine_config {
     int32_t max_batch_tokens; /* tokens per forward pass (prompts are chunked to fit); 0: 512 */
     int32_t max_waiting;      /* queued requests before dz_engine_submit answers DZ_ERR_BUSY; 0: 1024 */
     bool no_prefix_cache;     /* turn prefix caching off */
+    int32_t max_waiting_per_tenant; /* one tenant's share of the queue; 0: half of max_waiting (at least 1) */
 } dz_engine_config;
 
 /* Starts the engine thread on a loaded model (the engine borrows m: free the
@@ -120,7 +121,8 @@ typedef struct dz_gen_token {
 
 typedef struct dz_gen_result {
     dz_finish finish;
-    int32_t prompt_tokens;
+    int32_t prompt_tokens;     /* prompt tokens computed or served from the cache: all of them once a
+                                  token was generated, fewer (0 if never admitted) when it ended before */
     int32_t cached_tokens;     /* prompt tokens served from the prefix cache (first admission) */
     int32_t completion_tokens; /* tokens reported through on_token */
     double t_submit, t_first_token, t_done; /* dz_time_now() seconds; t_first_token 0 when none */
@@ -151,7 +153,8 @@ typedef struct dz_gen dz_gen;
 /* Queues a request. Checks it first: DZ_ERR_ARG names a bad field
  * (n_prompt < 1 or > n_ctx - 1 "prompt is longer than the context", a token
  * outside the vocabulary, max_tokens < 1, sampling parameters);
- * DZ_ERR_BUSY when the wait queue is full or the engine is stopping. On
+ * DZ_ERR_BUSY when the wait queue, or the tenant's share of it, is full or
+ * the engine is stopping. On
  * DZ_OK *out is a handle the caller must release with dz_gen_release (the
  * callbacks may run before dz_engine_submit returns); on failure no callback
  * is ever called. Thread-safe. */

@@ -19,6 +19,7 @@ struct dz_gen {
     int32_t n_computed;  /* tokens whose keys and values are in seq */
     dz_kv_seq *seq;      /* NULL while waiting */
     bool admitted_once;
+    int32_t prompt_done; /* prompt tokens computed or cached so far (the most ever; preemption keeps it) */
     uint64_t order;      /* arrival number: the newest is preempted first */
     dz_gen_result res;
     dz_gen *prev, *next; /* in the wait queue or the running list */

@@ -24,6 +24,8 @@ static dz_status config_fill(const dz_model *m, const dz_engine_config *in, dz_e
     if (c->max_batch_tokens < c->max_running) c->max_batch_tokens = c->max_running;
     if (c->max_waiting < 0) return dz_fail(DZ_ERR_ARG, "engine: max_waiting must be >= 0");
     if (c->max_waiting == 0) c->max_waiting = 1024;
+    if (c->max_waiting_per_tenant < 0) return dz_fail(DZ_ERR_ARG, "engine: max_waiting_per_tenant must be >= 0");
+    if (c->max_waiting_per_tenant == 0) c->max_waiting_per_tenant = c->max_waiting / 2 > 0 ? c->max_waiting / 2 : 1;
     const int64_t per_seq = (c->n_ctx + c->block_size - 1) / c->block_size;
     if (c->kv_blocks < 0) return dz_fail(DZ_ERR_ARG, "engine: kv_blocks must be >= 0, got %d", c->kv_blocks);
     if (c->kv_blocks == 0) {

@@ -87,20 +87,22 @@ dz_status dz_engine_submit(dz_engine *e, const dz_gen_request *req, dz_gen **out
     memcpy(g->tokens, req->prompt, (size_t)req->n_prompt * sizeof *g->tokens);
     for (int32_t i = 0; i < req->n_prompt; i++) dz_sampler_accept(g->sampler, req->prompt[i]);
     g->n_tokens = req->n_prompt;
-    g->res.prompt_tokens = req->n_prompt;
     g->res.t_submit = dz_time_now();
     atomic_init(&g->refs, 2); /* the caller's and the engine's */
     atomic_init(&g->cancel, false);
 
     pthread_mutex_lock(&e->mu);
-    if (e->stopping || e->n_waiting >= e->cfg.max_waiting) {
-        const bool stopping = e->stopping;
+    int32_t tenant_waiting = 0;
+    for (const dz_gen *w = e->waiting.head; w; w = w->next) tenant_waiting += w->req.tenant == req->tenant;
+    if (e->stopping || e->n_waiting >= e->cfg.max_waiting || tenant_waiting >= e->cfg.max_waiting_per_tenant) {
+        const bool stopping = e->stopping, full = e->n_waiting >= e->cfg.max_waiting;
         pthread_mutex_unlock(&e->mu);
         dz_sampler_free(g->sampler);
         free(g->tokens);
         free(g);
         return stopping ? dz_fail(DZ_ERR_BUSY, "the engine is shutting down")
-                        : dz_fail(DZ_ERR_BUSY, "the wait queue is full (%d requests)", e->cfg.max_waiting);
+               : full   ? dz_fail(DZ_ERR_BUSY, "the wait queue is full (%d requests)", e->cfg.max_waiting)
+                        : dz_fail(DZ_ERR_BUSY, "this tenant already has %d requests waiting", tenant_waiting);
     }
     g->order = e->next_order++;
     dz_genq_push_back(&e->waiting, g);
@@ -118,6 +120,7 @@ void dz_engine_finish(dz_engine *e, dz_gen *g, dz_finish why, const char *error)
     dz_kv_seq_free(g->seq);
     g->seq = NULL;
     g->res.finish = why;
+    g->res.prompt_tokens = g->prompt_done;
     g->res.t_done = dz_time_now();
     if (error) snprintf(g->res.error, sizeof g->res.error, "%s", error);
     g->req.on_done(g->req.user, &g->res);
@@ -131,6 +134,12 @@ static int32_t tenant_running(const dz_engine *e, uint64_t tenant) {
     int32_t n = 0;
     for (const dz_gen *g = e->running.head; g; g = g->next) n += g->req.tenant == tenant;
     return n;
+}
+
+/* Records how much of g's prompt is in its sequence (the most so far). */
+static void note_prompt_done(dz_gen *g) {
+    const int32_t done = g->n_computed < g->req.n_prompt ? g->n_computed : g->req.n_prompt;
+    if (done > g->prompt_done) g->prompt_done = done;
 }
 
 /* Tries to start g's sequence; false when the pool cannot take it now. */
@@ -148,9 +157,10 @@ static bool try_admit(dz_engine *e, dz_gen *g) {
         g->seq = NULL;
         return false;
     }
-    if (!g->admitted_once) g->res.cached_tokens = n_cached;
+    if (!g->admitted_once) g->res.cached_tokens = n_cached < g->req.n_prompt ? n_cached : g->req.n_prompt;
     g->admitted_once = true;
     g->n_computed = n_cached;
+    note_prompt_done(g);
     return true;
 }
 
@@ -316,9 +326,10 @@ void dz_engine_step(dz_engine *e) {
     const int32_t n_vocab = dz_model_hparams_get(e->model)->n_vocab;
     for (int32_t i = 0; i < n_items; i++) {
         dz_gen *g = e->item_gen[i];
-        const int32_t end = g->n_computed + e->items[i].n, prompt_end = g->res.prompt_tokens;
+        const int32_t end = g->n_computed + e->items[i].n, prompt_end = g->req.n_prompt;
         if (g->n_computed < prompt_end) e->prompt_computed += (uint64_t)((end < prompt_end ? end : prompt_end) - g->n_computed);
         g->n_computed = end;
+        note_prompt_done(g);
         if (g->n_computed < g->n_tokens) continue; /* more prompt to go */
         dz_genq_remove(&e->running, g); /* emit_token may end g */
         e->n_running--;
