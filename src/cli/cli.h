@@ -11,6 +11,7 @@ enum { DZ_EXIT_OK = 0, DZ_EXIT_ERROR = 1, DZ_EXIT_USAGE = 2 };
 
 int dz_cmd_info(int argc, char **argv);
 int dz_cmd_tokenize(int argc, char **argv);
+int dz_cmd_tokenizer_train(int argc, char **argv);
 int dz_cmd_run(int argc, char **argv);
 int dz_cmd_logits(int argc, char **argv);
 int dz_cmd_conformance(int argc, char **argv);

@@ -13,6 +13,7 @@ typedef struct command {
 static const command commands[] = {
     {"info", dz_cmd_info, "architecture, hyper-parameters, tokenizer and tensors of a GGUF model"},
     {"tokenize", dz_cmd_tokenize, "print the token ids of a text"},
+    {"tokenizer-train", dz_cmd_tokenizer_train, "learn a byte-level BPE vocabulary from text files"},
     {"run", dz_cmd_run, "generate text from a prompt"},
     {"logits", dz_cmd_logits, "teacher-forced logits of a token sequence"},
     {"conformance", dz_cmd_conformance, "check a device's kernels against the CPU reference"},
