@@ -29,6 +29,7 @@ static const struct { dz_op op; const char *dtype; } tier_i_cells[] = {
     {DZ_OP_CPY, "F32->F16"},    {DZ_OP_CPY, "F32->BF16"}, {DZ_OP_CPY, "F16->F32"},
     {DZ_OP_CPY, "BF16->F32"},   {DZ_OP_SET_ROWS, "F32"},  {DZ_OP_SET_ROWS, "F32->F16"},
     {DZ_OP_PAGED_ATTENTION, "F32"}, {DZ_OP_PAGED_ATTENTION, "F16"},
+    {DZ_OP_LAYER_NORM, "F32"},  {DZ_OP_GELU, "F32"},
 };
 enum { N_TIER_I_CELLS = sizeof tier_i_cells / sizeof tier_i_cells[0] };
 
@@ -159,12 +160,22 @@ static void test_cpu_against_itself(void) {
     DZT_ASSERT(r == untouched);
     DZT_ASSERT(strstr(dz_last_error(), "MUL_MAT") != NULL); /* lists the ops */
 
-    /* Tiers without ops: an empty report, not an error. */
+    /* Tiers without ops (S so far): an empty report, not an error. */
     opt = dz_conformance_options_default();
-    opt.tiers = DZ_TIER_T;
+    opt.tiers = DZ_TIER_S;
     r = NULL;
     DZT_OK(dz_conformance_run(cpu, &opt, &r));
     DZT_EQ_INT(dz_conformance_report_n_cases(r), 0);
+    dz_conformance_report_destroy(r);
+    /* Tier T: every training op has cases, all native on the CPU. */
+    opt.tiers = DZ_TIER_T;
+    r = NULL;
+    DZT_OK(dz_conformance_run(cpu, &opt, &r));
+    DZT_CHECK(r && dz_conformance_report_n_cases(r) >= 13, "tier T: %d cases",
+              r ? (int)dz_conformance_report_n_cases(r) : -1);
+    for (int32_t i = 0; r && i < dz_conformance_report_n_cases(r); i++)
+        DZT_CHECK(dz_conformance_report_case(r, i)->result == DZ_CONFORMANCE_NATIVE, "tier T case %d: %s", (int)i,
+                  dz_conformance_report_case(r, i)->message);
     dz_conformance_report_destroy(r);
     dz_device_close(cpu);
 }

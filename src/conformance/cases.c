@@ -5,6 +5,7 @@
  * To add a case, add a line to an op's shape table. To add an op, add its
  * types, shapes, builder and describer, and a line to conf_suite. */
 #include "conformance/conformance_impl.h"
+#include "conformance/cases_train.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -552,5 +553,6 @@ const conf_op_table conf_suite[] = {
     OP(DZ_OP_SET_ROWS, set_rows_types, set_rows_shapes, build_set_rows, describe_set_rows),
     OP(DZ_OP_PAGED_ATTENTION, attention_types, paged_attention_shapes, build_paged_attention,
        describe_paged_attention),
+    CONF_TRAIN_SUITE, /* LAYER_NORM, GELU and the training ops (cases_train.c) */
 };
 const int conf_suite_size = N_OF(conf_suite);

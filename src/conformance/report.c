@@ -117,13 +117,13 @@ void dz_conformance_report_print(const dz_conformance_report *r, FILE *out) {
     tier_letters(s->tiers, tiers, sizeof tiers);
     fprintf(out, "conformance of %s (backend %s: %s)\ntier %s, seed %llu\n\n", s->device,
             s->backend, s->description, tiers, (unsigned long long)s->seed);
-    fprintf(out, "%-15s %-10s %-9s %5s %6s %8s %6s  %-10s %s\n", "op", "dtype", "status",
+    fprintf(out, "%-18s %-10s %-9s %5s %6s %8s %6s  %-10s %s\n", "op", "dtype", "status",
             "cases", "native", "fallback", "failed", "worst NMSE", "limit");
     for (int32_t i = 0; i < r->n_cells; i++) {
         const dz_conformance_cell *c = &r->cells[i];
         char limit[16];
         format_limit(c->limit, limit, sizeof limit);
-        fprintf(out, "%-15s %-10s %-9s %5d %6d %8d %6d  %-10.3g %s\n", dz_op_name(c->op), c->dtype,
+        fprintf(out, "%-18s %-10s %-9s %5d %6d %8d %6d  %-10.3g %s\n", dz_op_name(c->op), c->dtype,
                 c->result == DZ_CONFORMANCE_FAIL ? "FAIL" : dz_conformance_result_name(c->result),
                 (int)c->n_cases, (int)c->n_native, (int)c->n_fallback, (int)c->n_failed,
                 c->worst_nmse, limit);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_impl.h"
+#include "backends/cpu/cpu_train.h"
 
 static bool same_shape(const dz_tensor *a, const dz_tensor *b) {
     return memcmp(a->ne, b->ne, sizeof a->ne) == 0;
@@ -78,8 +79,8 @@ static bool supports_op(const dz_tensor *n) {
         if (a->type == DZ_TYPE_F32)
             return n->type == DZ_TYPE_F32 || n->type == DZ_TYPE_F16 || n->type == DZ_TYPE_BF16;
         return (a->type == DZ_TYPE_F16 || a->type == DZ_TYPE_BF16) && n->type == DZ_TYPE_F32;
-    default:
-        return false;
+    default: /* GPT-2 and training ops (cpu_train.c) */
+        return dz_cpu_train_op(n->op) && dz_cpu_train_supports(n);
     }
 }
 
@@ -138,6 +139,7 @@ dz_status dz_cpu_check_data(const dz_tensor *node) {
                                node->name, id, (long long)i, (long long)table->ne[1]);
         }
     }
+    if (dz_cpu_train_op(node->op)) return dz_cpu_train_check_data(node);
     return DZ_OK;
 }
 
@@ -154,7 +156,7 @@ dz_cpu_kernel_fn dz_cpu_kernel_of(dz_op op) {
     case DZ_OP_CPY: return dz_cpu_cpy;
     case DZ_OP_SET_ROWS: return dz_cpu_set_rows;
     case DZ_OP_PAGED_ATTENTION: return dz_cpu_paged_attention;
-    default: return NULL;
+    default: return dz_cpu_train_kernel_of(op);
     }
 }
 
@@ -195,7 +197,7 @@ dz_status dz_cpu_run_node(dz_cpu_pool *pool, dz_cpu_scratch *scratch, const dz_t
     size_t shared = node->op == DZ_OP_MUL_MAT ? align_up(dz_cpu_mul_mat_shared_bytes(node)) : 0;
     size_t per_thread = node->op == DZ_OP_ATTENTION || node->op == DZ_OP_PAGED_ATTENTION
                             ? align_up(dz_cpu_attention_thread_bytes(node))
-                            : 0;
+                            : align_up(dz_cpu_train_thread_bytes(node));
     size_t need = shared + per_thread * (size_t)nth;
     if (need > scratch->size) {
         void *mem = malloc(need);

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cpu/cpu_train.h"
 #include "backends/cpu/fast/fast.h"
+#include "backends/cpu/fast/fast_train.h"
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
@@ -34,7 +36,7 @@ static void plan_reference(dz_fast_task *t) {
     t->shared_bytes = t->node->op == DZ_OP_MUL_MAT ? dz_cpu_mul_mat_shared_bytes(t->node) : 0;
     t->thread_bytes = t->node->op == DZ_OP_ATTENTION || t->node->op == DZ_OP_PAGED_ATTENTION
                           ? dz_cpu_attention_thread_bytes(t->node)
-                          : 0;
+                          : dz_cpu_train_thread_bytes(t->node);
 }
 
 static void plan(dz_fast_task *t) {
@@ -43,7 +45,7 @@ static void plan(dz_fast_task *t) {
     case DZ_OP_MUL_MAT: fast = dz_fast_plan_mul_mat(t); break;
     case DZ_OP_ATTENTION: fast = dz_fast_plan_attention(t); break;
     case DZ_OP_PAGED_ATTENTION: fast = dz_fast_plan_paged_attention(t); break;
-    default: fast = dz_fast_plan_op(t); break;
+    default: fast = dz_cpu_train_op(t->node->op) ? dz_fast_plan_train(t) : dz_fast_plan_op(t); break;
     }
     if (!fast) plan_reference(t);
 }
