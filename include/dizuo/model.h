@@ -1,8 +1,9 @@
 /* dizuo — model: architectures read from GGUF metadata, weights bound to the
  * file mapping, and the forward pass built as a compute graph.
  *
- * Architectures: "llama" (Llama 1/2/3, Mistral, TinyLlama, SmolLM, Yi, ...)
- * and "qwen2" (llama plus Q/K/V biases, NeoX rope). */
+ * Architectures: "llama" (Llama 1/2/3, Mistral, TinyLlama, SmolLM, Yi, ...),
+ * "qwen2" (llama plus Q/K/V biases, NeoX rope) and "gpt2" (LayerNorm with
+ * bias, learned positions, fused QKV with bias, GELU, tied output). */
 #ifndef DIZUO_MODEL_H
 #define DIZUO_MODEL_H
 
@@ -26,7 +27,7 @@ typedef struct dz_model_hparams {
     int32_t rope_mode;      /* DZ_ROPE_NORMAL or DZ_ROPE_NEOX */
     float rope_freq_base;
     float rope_freq_scale;  /* 1 / linear scaling factor */
-    float norm_eps;         /* RMSNorm epsilon */
+    float norm_eps;         /* RMSNorm (llama, qwen2) or LayerNorm (gpt2) epsilon */
     bool tied_output;       /* no output.weight: the token embedding is reused */
     bool qkv_bias;
 } dz_model_hparams;

@@ -13,6 +13,9 @@ static dz_status config_fill(const dz_model *m, const dz_engine_config *in, dz_e
     if (c->n_ctx < 0) return dz_fail(DZ_ERR_ARG, "engine: n_ctx must be >= 0, got %d", c->n_ctx);
     if (c->n_ctx == 0) c->n_ctx = hp->n_ctx_train > 0 && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
     if (c->n_ctx < 2) return dz_fail(DZ_ERR_ARG, "engine: n_ctx must be at least 2, got %d", c->n_ctx);
+    if (strcmp(hp->arch, "gpt2") == 0 && c->n_ctx > hp->n_ctx_train) /* learned positions do not extend */
+        return dz_fail(DZ_ERR_ARG, "engine: n_ctx %d exceeds the model's %d learned positions (gpt2.context_length)",
+                       c->n_ctx, hp->n_ctx_train);
     if (c->block_size < 0 || c->block_size > 1024)
         return dz_fail(DZ_ERR_ARG, "engine: block_size must be 1..1024, got %d", c->block_size);
     if (c->block_size == 0) c->block_size = 16;

@@ -348,7 +348,7 @@ static dz_graph *build_batch_graph(dz_model *m, dz_kv_pool *pool, int32_t T, int
     dz_set_input(in->slots);
     dz_set_input(in->index);
     dz_set_input(in->last);
-    dz_tensor *x = dz_get_rows(ctx, m->tok_embd, in->ids); /* (n_embd, T) */
+    dz_tensor *x = dz_model_input(ctx, m, in->ids, in->pos); /* (n_embd, T) */
     dz_graph *g = NULL;
     for (int32_t il = 0; il < hp->n_layer; il++) {
         const dz_layer *l = &m->layers[il];
@@ -364,7 +364,7 @@ static dz_graph *build_batch_graph(dz_model *m, dz_kv_pool *pool, int32_t T, int
         x = dz_layer_finish(ctx, m, l, x, dz_paged_attention(ctx, q, pool->k[il], pool->v[il], in->index, kq_scale));
     }
     x = dz_get_rows(ctx, x, in->last); /* each item's last token */
-    x = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), m->output_norm);
+    x = dz_model_norm(ctx, m, x, m->output_norm, m->output_norm_b);
     dz_tensor *logits = dz_mul_mat(ctx, m->output, x);
     dz_set_output(logits);
     if (dz_graph_expand(ctx, g, logits)) return NULL;
@@ -392,6 +392,8 @@ static dz_status check_items(const dz_model *m, const dz_kv_pool *pool, const dz
         if (len > MAX_POSITIONS)
             return dz_fail(DZ_ERR_ARG, "batch item %d: %lld positions are more than %d", i, (long long)len,
                            MAX_POSITIONS);
+        const dz_status st = dz_model_check_positions(m, it->seq->len, it->n);
+        if (st) return dz_error_prefix(st, "batch item %d: ", i);
         *T += it->n;
         if (len + 1 > *W) *W = len + 1;
         more += blocks_short(it->seq, it->n);

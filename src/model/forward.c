@@ -1,13 +1,18 @@
-/* The forward pass of the llama family as a compute graph, and the KV cache.
+/* The forward pass as a compute graph, and the KV cache.
  *
- * Per layer (x: (n_embd, T)):
+ * llama family, per layer (x: (n_embd, T)):
  *   h = rms_norm(x) * attn_norm
  *   q, k, v = Wq h (+bq), Wk h (+bk), Wv h (+bv)     -> (hd, heads, T), rope on q and k
  *   cache[n_past .. n_past+T) <- k, v
  *   x += Wo attention(q, cache_k[0 .. n_past+T), cache_v[...], causal)
  *   h = rms_norm(x) * ffn_norm
  *   x += W_down (silu(W_gate h) * (W_up h))
- * logits = W_out (rms_norm(x) * output_norm) */
+ * logits = W_out (rms_norm(x) * output_norm)
+ *
+ * gpt2: x = token_embd[ids] + position_embd[pos]; LayerNorm with weight and
+ * bias where llama has RMSNorm; q, k, v from the thirds of attn_qkv (with
+ * biases), no rope; Wo and the MLP (W_down gelu(W_up h + b_up) + b_down)
+ * with biases. Its learned positions end at n_ctx_train. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +65,9 @@ dz_status dz_kv_tensors_create(dz_model *m, int64_t rows, const char *name, dz_c
 
 dz_status dz_kv_cache_create(dz_model *m, int32_t n_ctx, dz_kv_cache **out) {
     if (n_ctx < 1) return dz_fail(DZ_ERR_ARG, "context size %d must be at least 1", n_ctx);
+    if (m->arch == DZ_ARCH_GPT2 && n_ctx > m->hp.n_ctx_train)
+        return dz_fail(DZ_ERR_ARG, "context size %d exceeds the model's %d learned positions (gpt2.context_length)",
+                       n_ctx, m->hp.n_ctx_train);
     dz_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return dz_fail(DZ_ERR_NOMEM, "out of memory for the KV cache");
     kv->model = m;
@@ -95,25 +103,52 @@ static dz_tensor *add_bias(dz_ctx *ctx, dz_tensor *x, dz_tensor *bias) {
     return bias ? dz_add(ctx, x, bias) : x;
 }
 
+dz_status dz_model_check_positions(const dz_model *m, int64_t first, int64_t n) {
+    if (m->arch != DZ_ARCH_GPT2 || first + n <= m->hp.n_ctx_train) return DZ_OK;
+    return dz_fail(DZ_ERR_ARG, "positions up to %lld exceed the model's %d learned positions (gpt2.context_length)",
+                   (long long)(first + n - 1), m->hp.n_ctx_train);
+}
+
+dz_tensor *dz_model_input(dz_ctx *ctx, const dz_model *m, dz_tensor *ids, dz_tensor *pos) {
+    dz_tensor *x = dz_get_rows(ctx, m->tok_embd, ids); /* (n_embd, T) */
+    return m->pos_embd ? dz_add(ctx, x, dz_get_rows(ctx, m->pos_embd, pos)) : x;
+}
+
+dz_tensor *dz_model_norm(dz_ctx *ctx, const dz_model *m, dz_tensor *x, dz_tensor *w, dz_tensor *b) {
+    const float eps = m->hp.norm_eps;
+    if (m->arch == DZ_ARCH_GPT2) return add_bias(ctx, dz_mul(ctx, dz_layer_norm(ctx, x, eps), w), b);
+    return add_bias(ctx, dz_mul(ctx, dz_rms_norm(ctx, x, eps), w), b);
+}
+
+/* x (hd, heads, T) roped at positions pos; gpt2 (learned positions) leaves it as it is. */
+static dz_tensor *rope(dz_ctx *ctx, const dz_model *m, dz_tensor *x, dz_tensor *pos) {
+    const dz_model_hparams *hp = &m->hp;
+    if (m->arch == DZ_ARCH_GPT2) return x;
+    return dz_rope(ctx, x, pos, hp->n_rot, hp->rope_mode, hp->rope_freq_base, hp->rope_freq_scale);
+}
+
 void dz_layer_qkv(dz_ctx *ctx, const dz_model *m, const dz_layer *l, dz_tensor *x, dz_tensor *pos, int32_t T,
                   dz_tensor **q, dz_tensor **k, dz_tensor **v) {
     const dz_model_hparams *hp = &m->hp;
     const int32_t hd = hp->head_dim;
-    dz_tensor *h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->attn_norm);
-    *q = dz_rope(ctx, dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wq, h), l->bq), hd, hp->n_head, T), pos,
-                 hp->n_rot, hp->rope_mode, hp->rope_freq_base, hp->rope_freq_scale);
-    *k = dz_rope(ctx, dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wk, h), l->bk), hd, hp->n_head_kv, T),
-                 pos, hp->n_rot, hp->rope_mode, hp->rope_freq_base, hp->rope_freq_scale);
+    dz_tensor *h = dz_model_norm(ctx, m, x, l->attn_norm, l->attn_norm_b);
+    *q = rope(ctx, m, dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wq, h), l->bq), hd, hp->n_head, T), pos);
+    *k = rope(ctx, m, dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wk, h), l->bk), hd, hp->n_head_kv, T),
+              pos);
     *v = dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wv, h), l->bv), hd, hp->n_head_kv, T);
 }
 
 dz_tensor *dz_layer_finish(dz_ctx *ctx, const dz_model *m, const dz_layer *l, dz_tensor *x, dz_tensor *a) {
     const dz_model_hparams *hp = &m->hp;
     a = dz_reshape_2d(ctx, a, (int64_t)hp->head_dim * hp->n_head, a ? a->ne[2] : 1);
-    x = dz_add(ctx, x, dz_mul_mat(ctx, l->wo, a));
-    dz_tensor *h = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), l->ffn_norm);
-    dz_tensor *f = dz_swiglu(ctx, dz_mul_mat(ctx, l->ffn_gate, h), dz_mul_mat(ctx, l->ffn_up, h));
-    return dz_add(ctx, x, dz_mul_mat(ctx, l->ffn_down, f));
+    x = dz_add(ctx, x, add_bias(ctx, dz_mul_mat(ctx, l->wo, a), l->bo));
+    dz_tensor *h = dz_model_norm(ctx, m, x, l->ffn_norm, l->ffn_norm_b);
+    dz_tensor *f;
+    if (m->arch == DZ_ARCH_GPT2)
+        f = dz_gelu(ctx, add_bias(ctx, dz_mul_mat(ctx, l->ffn_up, h), l->ffn_up_b));
+    else
+        f = dz_swiglu(ctx, dz_mul_mat(ctx, l->ffn_gate, h), dz_mul_mat(ctx, l->ffn_up, h));
+    return dz_add(ctx, x, add_bias(ctx, dz_mul_mat(ctx, l->ffn_down, f), l->ffn_down_b));
 }
 
 bool dz_graph_add_stores(dz_ctx *ctx, dz_graph **g, dz_tensor *k_store, dz_tensor *v_store) {
@@ -150,7 +185,7 @@ static dz_graph *build_graph(dz_model *m, dz_kv_cache *kv, int32_t T, int32_t n_
     dz_tensor *pos = dz_new_tensor_1d(ctx, DZ_TYPE_I32, T);
     dz_set_input(ids);
     dz_set_input(pos);
-    dz_tensor *x = dz_get_rows(ctx, m->tok_embd, ids); /* (n_embd, T) */
+    dz_tensor *x = dz_model_input(ctx, m, ids, pos); /* (n_embd, T) */
     dz_graph *g = NULL;
 
     for (int32_t il = 0; il < hp->n_layer; il++) {
@@ -165,7 +200,7 @@ static dz_graph *build_graph(dz_model *m, dz_kv_cache *kv, int32_t T, int32_t n_
                                     n_past); /* (hd, n_head, T) */
         x = dz_layer_finish(ctx, m, l, x, a);
     }
-    x = dz_mul(ctx, dz_rms_norm(ctx, x, hp->norm_eps), m->output_norm);
+    x = dz_model_norm(ctx, m, x, m->output_norm, m->output_norm_b);
     if (kind == OUT_LAST_LOGITS && T > 1 && x) /* only the last position's logits are needed */
         x = dz_view_2d(ctx, x, x->ne[0], 1, x->nb[1], (size_t)(T - 1) * x->nb[1]);
     dz_tensor *logits = kind == OUT_HIDDEN ? x : dz_mul_mat(ctx, m->output, x);
@@ -184,6 +219,7 @@ static dz_status forward(dz_model *m, dz_kv_cache *kv, const int32_t *tokens, in
     const dz_model_hparams *hp = &m->hp;
     if (n < 1) return dz_fail(DZ_ERR_ARG, "no tokens to evaluate");
     if (kv->model != m) return dz_fail(DZ_ERR_ARG, "the KV cache belongs to another model");
+    if (n_past >= 0 && dz_model_check_positions(m, n_past, n)) return DZ_ERR_ARG;
     if (n_past < 0 || n > kv->n_ctx - n_past)
         return dz_fail(DZ_ERR_ARG, "%d tokens after position %d exceed the context of %d", n,
                        n_past, kv->n_ctx);

@@ -48,6 +48,41 @@ static dz_status get_real(const dz_gguf *g, const char *arch, const char *suffix
     return DZ_OK;
 }
 
+dz_arch dz_arch_of(const dz_model_hparams *hp) {
+    if (!strcmp(hp->arch, "gpt2")) return DZ_ARCH_GPT2;
+    return !strcmp(hp->arch, "qwen2") ? DZ_ARCH_QWEN2 : DZ_ARCH_LLAMA;
+}
+
+/* gpt2: learned positions (context_length is required: it is the number of
+ * position embeddings), LayerNorm, no rope, n_head_kv = n_head. */
+static dz_status read_gpt2(const dz_gguf *g, dz_model_hparams *hp) {
+    const char *a = hp->arch;
+    dz_status st;
+    if ((st = get_count(g, a, "embedding_length", true, 1, MAX_EMBD, &hp->n_embd))) return st;
+    if ((st = get_count(g, a, "block_count", true, 1, MAX_LAYERS, &hp->n_layer))) return st;
+    if ((st = get_count(g, a, "attention.head_count", true, 1, MAX_HEADS, &hp->n_head))) return st;
+    hp->n_head_kv = hp->n_head;
+    if ((st = get_count(g, a, "attention.head_count_kv", false, 1, MAX_HEADS, &hp->n_head_kv))) return st;
+    if (hp->n_head_kv != hp->n_head)
+        return dz_fail(DZ_ERR_FORMAT, "gpt2: head_count_kv %d differs from head_count %d (gpt2 has no "
+                       "grouped-query attention)", hp->n_head_kv, hp->n_head);
+    if ((st = get_count(g, a, "feed_forward_length", true, 1, MAX_FF, &hp->n_ff))) return st;
+    if ((st = get_count(g, a, "context_length", true, 1, MAX_CTX, &hp->n_ctx_train))) return st;
+    if (hp->n_embd % hp->n_head != 0)
+        return dz_fail(DZ_ERR_FORMAT, "embedding_length %d is not a multiple of head_count %d", hp->n_embd,
+                       hp->n_head);
+    hp->head_dim = hp->n_embd / hp->n_head;
+    hp->n_rot = 0; /* no rope */
+    hp->rope_mode = DZ_ROPE_NORMAL;
+    hp->rope_freq_base = 10000.0f;
+    hp->rope_freq_scale = 1.0f;
+    hp->norm_eps = 1e-5f;
+    bool found;
+    if ((st = get_real(g, a, "attention.layer_norm_epsilon", &hp->norm_eps, &found))) return st;
+    hp->qkv_bias = true;
+    return DZ_OK;
+}
+
 dz_status dz_hparams_read(const dz_gguf *g, dz_model_hparams *out) {
     dz_model_hparams hp;
     memset(&hp, 0, sizeof hp);
@@ -58,13 +93,18 @@ dz_status dz_hparams_read(const dz_gguf *g, dz_model_hparams *out) {
     if (st) return st;
     if (!found) return dz_fail(DZ_ERR_FORMAT, "missing 'general.architecture'");
     if (arch_len == 0 || arch_len >= sizeof hp.arch || memchr(arch, '\0', arch_len))
-        return dz_fail(DZ_ERR_UNSUPPORTED, "unknown architecture '%.*s' (dizuo runs llama, qwen2)",
+        return dz_fail(DZ_ERR_UNSUPPORTED, "unknown architecture '%.*s' (dizuo runs llama, qwen2, gpt2)",
                        (int)(arch_len > 40 ? 40 : arch_len), arch);
     memcpy(hp.arch, arch, arch_len);
     hp.arch[arch_len] = '\0';
-    if (strcmp(hp.arch, "llama") && strcmp(hp.arch, "qwen2"))
-        return dz_fail(DZ_ERR_UNSUPPORTED, "unknown architecture '%s' (dizuo runs llama, qwen2)",
+    if (strcmp(hp.arch, "llama") && strcmp(hp.arch, "qwen2") && strcmp(hp.arch, "gpt2"))
+        return dz_fail(DZ_ERR_UNSUPPORTED, "unknown architecture '%s' (dizuo runs llama, qwen2, gpt2)",
                        hp.arch);
+    if (dz_arch_of(&hp) == DZ_ARCH_GPT2) {
+        if ((st = read_gpt2(g, &hp))) return st;
+        *out = hp;
+        return DZ_OK;
+    }
     const char *a = hp.arch;
 
     if ((st = get_count(g, a, "embedding_length", true, 1, MAX_EMBD, &hp.n_embd))) return st;

@@ -10,25 +10,16 @@
 
 typedef enum weight_kind { WEIGHT_MATRIX, WEIGHT_VECTOR } weight_kind;
 
-/* Binds tensor `name` (printf-style) with the expected shape. Absent and
- * optional: *out = NULL. Every check names the tensor. */
-static dz_status bind_tensor(dz_model *m, dz_tensor **out, bool optional, weight_kind kind,
-                             int64_t ne0, int64_t ne1, const char *fmt, ...) DZ_PRINTF(7, 8);
-
-static dz_status bind_tensor(dz_model *m, dz_tensor **out, bool optional, weight_kind kind,
-                             int64_t ne0, int64_t ne1, const char *fmt, ...) {
-    char name[DZ_MAX_NAME];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
+/* Looks up tensor `name` and checks its shape (ne0, ne1) and type against
+ * kind. Absent and optional: *out = NULL. Every check names the tensor. */
+static dz_status find_tensor(const dz_model *m, const char *name, bool optional, weight_kind kind, int64_t ne0,
+                             int64_t ne1, const dz_gguf_tensor **out) {
     *out = NULL;
     const dz_gguf_tensor *info = dz_gguf_find_tensor(m->gguf, name);
     if (!info) {
         if (optional) return DZ_OK;
         return dz_fail(DZ_ERR_FORMAT, "missing tensor '%s'", name);
     }
-    int n_dims = kind == WEIGHT_MATRIX ? 2 : 1;
     bool shape_ok = info->ne[0] == ne0 && info->ne[1] == (kind == WEIGHT_MATRIX ? ne1 : 1) &&
                     info->ne[2] == 1 && info->ne[3] == 1;
     if (!shape_ok) {
@@ -51,20 +42,83 @@ static dz_status bind_tensor(dz_model *m, dz_tensor **out, bool optional, weight
     if (kind == WEIGHT_MATRIX && !dz_type_can_dequantize(info->type))
         return dz_fail(DZ_ERR_UNSUPPORTED, "tensor '%s' has type %s, which dizuo cannot compute yet",
                        name, dz_type_name(info->type));
+    *out = info;
+    return DZ_OK;
+}
+
+/* A weight tensor (ne0, ne1) of info's type over the file's bytes from
+ * info's data + skip, named `name`. */
+static dz_status bind_bytes(dz_model *m, const dz_gguf_tensor *info, const char *name, weight_kind kind,
+                            int64_t ne0, int64_t ne1, size_t skip, dz_tensor **out) {
     int64_t ne[2] = {ne0, ne1};
-    dz_tensor *t = dz_new_tensor(m->wctx, info->type, n_dims, ne);
+    dz_tensor *t = dz_new_tensor(m->wctx, info->type, kind == WEIGHT_MATRIX ? 2 : 1, ne);
     if (!t) return dz_fail(DZ_ERR_NOMEM, "tensor '%s': %s", name, dz_ctx_error(m->wctx));
     dz_set_name(t, "%s", name);
     t->flags |= DZ_TENSOR_WEIGHT;
-    size_t offset = (size_t)((const char *)info->data - (const char *)dz_gguf_base(m->gguf));
+    size_t offset = (size_t)((const char *)info->data - (const char *)dz_gguf_base(m->gguf)) + skip;
     dz_status st = dz_tensor_bind(t, m->weights, offset);
     if (st) return dz_error_prefix(st, "tensor '%s': ", name);
-    m->weight_bytes += info->size;
     *out = t;
     return DZ_OK;
 }
 
-static dz_status bind_weights(dz_model *m) {
+/* Binds tensor `name` (printf-style) with the expected shape. Absent and
+ * optional: *out = NULL. Every check names the tensor. */
+static dz_status bind_tensor(dz_model *m, dz_tensor **out, bool optional, weight_kind kind,
+                             int64_t ne0, int64_t ne1, const char *fmt, ...) DZ_PRINTF(7, 8);
+
+static dz_status bind_tensor(dz_model *m, dz_tensor **out, bool optional, weight_kind kind,
+                             int64_t ne0, int64_t ne1, const char *fmt, ...) {
+    char name[DZ_MAX_NAME];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    *out = NULL;
+    const dz_gguf_tensor *info;
+    dz_status st = find_tensor(m, name, optional, kind, ne0, ne1, &info);
+    if (st || !info) return st;
+    if ((st = bind_bytes(m, info, name, kind, ne0, ne1, 0, out))) return st;
+    m->weight_bytes += info->size;
+    return DZ_OK;
+}
+
+/* Binds a fused tensor `name` of three equal parts along its last dimension
+ * (a matrix (ne0, 3 n) or a vector (3 n)) as three tensors, "<name>.q",
+ * ".k" and ".v": gpt2's attn_qkv, whose rows are q's, then k's, then v's. */
+static dz_status bind_thirds(dz_model *m, dz_tensor *out[3], weight_kind kind, int64_t ne0, int64_t n,
+                             const char *fmt, ...) DZ_PRINTF(6, 7);
+
+static dz_status bind_thirds(dz_model *m, dz_tensor *out[3], weight_kind kind, int64_t ne0, int64_t n,
+                             const char *fmt, ...) {
+    char name[DZ_MAX_NAME - 2], part[DZ_MAX_NAME];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    const bool matrix = kind == WEIGHT_MATRIX;
+    const dz_gguf_tensor *info;
+    dz_status st = find_tensor(m, name, false, kind, matrix ? ne0 : 3 * n, 3 * n, &info);
+    if (st) return st;
+    size_t bytes = 0; /* of one part */
+    if (matrix) {
+        size_t row = 0;
+        if ((st = dz_row_size(info->type, ne0, &row))) return dz_error_prefix(st, "tensor '%s': ", name);
+        bytes = row * (size_t)n;
+    } else {
+        bytes = (size_t)n * sizeof(float);
+    }
+    static const char suffix[3] = {'q', 'k', 'v'};
+    for (int i = 0; i < 3; i++) {
+        snprintf(part, sizeof part, "%s.%c", name, suffix[i]);
+        if ((st = bind_bytes(m, info, part, kind, matrix ? ne0 : n, matrix ? n : 1, (size_t)i * bytes, &out[i])))
+            return st;
+    }
+    m->weight_bytes += info->size;
+    return DZ_OK;
+}
+
+static dz_status bind_llama(dz_model *m) {
     const dz_model_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff;
     const int64_t Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
@@ -101,6 +155,46 @@ static dz_status bind_weights(dz_model *m) {
     return DZ_OK;
 }
 
+/* gpt2 (llama.cpp's names): learned positions, a fused attn_qkv, LayerNorms
+ * and projections with biases, output.weight optional (tied). */
+static dz_status bind_gpt2(dz_model *m) {
+    const dz_model_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff, C = hp->n_ctx_train;
+    dz_status st;
+    if ((st = bind_tensor(m, &m->tok_embd, false, WEIGHT_MATRIX, E, V, "token_embd.weight")) ||
+        (st = bind_tensor(m, &m->pos_embd, false, WEIGHT_MATRIX, E, C, "position_embd.weight")) ||
+        (st = bind_tensor(m, &m->output_norm, false, WEIGHT_VECTOR, E, 1, "output_norm.weight")) ||
+        (st = bind_tensor(m, &m->output_norm_b, false, WEIGHT_VECTOR, E, 1, "output_norm.bias")) ||
+        (st = bind_tensor(m, &m->output, true, WEIGHT_MATRIX, E, V, "output.weight")))
+        return st;
+    m->hp.tied_output = m->output == NULL;
+    if (!m->output) m->output = m->tok_embd;
+    for (int32_t i = 0; i < hp->n_layer; i++) {
+        dz_layer *l = &m->layers[i];
+        dz_tensor *w[3] = {NULL, NULL, NULL}, *b[3] = {NULL, NULL, NULL};
+        if ((st = bind_tensor(m, &l->attn_norm, false, WEIGHT_VECTOR, E, 1, "blk.%d.attn_norm.weight", i)) ||
+            (st = bind_tensor(m, &l->attn_norm_b, false, WEIGHT_VECTOR, E, 1, "blk.%d.attn_norm.bias", i)) ||
+            (st = bind_thirds(m, w, WEIGHT_MATRIX, E, E, "blk.%d.attn_qkv.weight", i)) ||
+            (st = bind_thirds(m, b, WEIGHT_VECTOR, E, E, "blk.%d.attn_qkv.bias", i)) ||
+            (st = bind_tensor(m, &l->wo, false, WEIGHT_MATRIX, E, E, "blk.%d.attn_output.weight", i)) ||
+            (st = bind_tensor(m, &l->bo, false, WEIGHT_VECTOR, E, 1, "blk.%d.attn_output.bias", i)) ||
+            (st = bind_tensor(m, &l->ffn_norm, false, WEIGHT_VECTOR, E, 1, "blk.%d.ffn_norm.weight", i)) ||
+            (st = bind_tensor(m, &l->ffn_norm_b, false, WEIGHT_VECTOR, E, 1, "blk.%d.ffn_norm.bias", i)) ||
+            (st = bind_tensor(m, &l->ffn_up, false, WEIGHT_MATRIX, E, F, "blk.%d.ffn_up.weight", i)) ||
+            (st = bind_tensor(m, &l->ffn_up_b, false, WEIGHT_VECTOR, F, 1, "blk.%d.ffn_up.bias", i)) ||
+            (st = bind_tensor(m, &l->ffn_down, false, WEIGHT_MATRIX, F, E, "blk.%d.ffn_down.weight", i)) ||
+            (st = bind_tensor(m, &l->ffn_down_b, false, WEIGHT_VECTOR, E, 1, "blk.%d.ffn_down.bias", i)))
+            return st;
+        l->wq = w[0], l->wk = w[1], l->wv = w[2];
+        l->bq = b[0], l->bk = b[1], l->bv = b[2];
+    }
+    return DZ_OK;
+}
+
+static dz_status bind_weights(dz_model *m) {
+    return m->arch == DZ_ARCH_GPT2 ? bind_gpt2(m) : bind_llama(m);
+}
+
 /* The vocabulary size: the token embedding's rows, which the tokenizer must match. */
 static dz_status read_vocab_size(dz_model *m) {
     const dz_gguf_tensor *emb = dz_gguf_find_tensor(m->gguf, "token_embd.weight");
@@ -133,6 +227,7 @@ static dz_status load(dz_model *m, const char *path, const dz_model_options *opt
     dz_status st;
     if ((st = dz_gguf_open(path, &m->gguf))) return st;
     if ((st = dz_hparams_read(m->gguf, &m->hp))) return st;
+    m->arch = dz_arch_of(&m->hp);
     if ((st = dz_tokenizer_load(m->gguf, &m->tok))) return st;
     if ((st = read_vocab_size(m))) return st;
     if ((st = open_devices(m, opt))) return st;

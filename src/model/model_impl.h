@@ -5,18 +5,30 @@
 #include "dizuo/model.h"
 #include "dizuo/tensor.h"
 
+/* The architectures the model layer builds graphs for. */
+typedef enum dz_arch {
+    DZ_ARCH_LLAMA, /* RMSNorm, RoPE, SwiGLU, GQA */
+    DZ_ARCH_QWEN2, /* llama plus Q/K/V biases, NeoX rope */
+    DZ_ARCH_GPT2,  /* LayerNorm with bias, learned positions, GELU, biases everywhere, no rope */
+} dz_arch;
+
+/* One layer's weights. gpt2's fused attn_qkv is bound as three tensors over
+ * its thirds (wq, wk, wv and bq, bk, bv), so every architecture projects
+ * the same way. */
 typedef struct dz_layer {
-    dz_tensor *attn_norm;                 /* (n_embd) */
+    dz_tensor *attn_norm, *attn_norm_b;   /* (n_embd); the bias gpt2 only */
     dz_tensor *wq, *wk, *wv;              /* (n_embd, n_head*hd), (n_embd, n_head_kv*hd) x2 */
     dz_tensor *bq, *bk, *bv;              /* biases or NULL */
-    dz_tensor *wo;                        /* (n_head*hd, n_embd) */
-    dz_tensor *ffn_norm;                  /* (n_embd) */
-    dz_tensor *ffn_gate, *ffn_up;         /* (n_embd, n_ff) */
-    dz_tensor *ffn_down;                  /* (n_ff, n_embd) */
+    dz_tensor *wo, *bo;                   /* (n_head*hd, n_embd), (n_embd) or NULL */
+    dz_tensor *ffn_norm, *ffn_norm_b;     /* (n_embd); the bias gpt2 only */
+    dz_tensor *ffn_gate;                  /* (n_embd, n_ff); NULL for gpt2 */
+    dz_tensor *ffn_up, *ffn_up_b;         /* (n_embd, n_ff), (n_ff) or NULL */
+    dz_tensor *ffn_down, *ffn_down_b;     /* (n_ff, n_embd), (n_embd) or NULL */
 } dz_layer;
 
 struct dz_model {
     dz_model_hparams hp;
+    dz_arch arch;
     dz_gguf *gguf;
     dz_tokenizer *tok;
     dz_device *device;   /* where weights and caches live */
@@ -25,6 +37,8 @@ struct dz_model {
     dz_buffer *weights;  /* wraps the file mapping */
     dz_ctx *wctx;        /* headers of the weight tensors */
     dz_tensor *tok_embd, *output_norm, *output;
+    dz_tensor *pos_embd;      /* gpt2: (n_embd, n_ctx_train) learned positions; else NULL */
+    dz_tensor *output_norm_b; /* gpt2: (n_embd); else NULL */
     dz_layer *layers;
     size_t weight_bytes;
     dz_ctx *gctx;        /* headers of one forward pass, reset per call */
@@ -40,6 +54,8 @@ struct dz_kv_cache {
 
 /* Reads and checks the hyper-parameters of g (hparams.c). */
 dz_status dz_hparams_read(const dz_gguf *g, dz_model_hparams *hp);
+/* The architecture named by hp->arch (one dz_hparams_read accepted). */
+dz_arch dz_arch_of(const dz_model_hparams *hp);
 
 /* ---- shared by the one-sequence pass (forward.c) and the batched one (batch.c) ---- */
 
@@ -51,12 +67,22 @@ dz_status dz_kv_tensors_create(dz_model *m, int64_t rows, const char *name, dz_c
                                dz_tensor ***k, dz_tensor ***v);
 /* The graph context of a pass: m->gctx, reset (or made). */
 dz_status dz_model_graph_ctx(dz_model *m);
+/* Checks that positions [first, first + n) exist for the model: gpt2's
+ * learned positions stop at n_ctx_train. DZ_ERR_ARG naming the limit. */
+dz_status dz_model_check_positions(const dz_model *m, int64_t first, int64_t n);
+/* The input of the first layer for token ids (I32, T) at positions pos (I32,
+ * T): the token embeddings, plus the position embeddings for gpt2. */
+dz_tensor *dz_model_input(dz_ctx *ctx, const dz_model *m, dz_tensor *ids, dz_tensor *pos);
+/* x (n_embd, T) normed with the model's norm (RMSNorm, or gpt2's LayerNorm)
+ * and scaled by w, plus b when not NULL. */
+dz_tensor *dz_model_norm(dz_ctx *ctx, const dz_model *m, dz_tensor *x, dz_tensor *w, dz_tensor *b);
 /* Layer l's q (hd, n_head, T), k and v (hd, n_head_kv, T) from x (n_embd,
- * T): normed, projected (+bias), q and k roped at positions pos. */
+ * T): normed, projected (+bias), q and k roped at positions pos (not gpt2). */
 void dz_layer_qkv(dz_ctx *ctx, const dz_model *m, const dz_layer *l, dz_tensor *x, dz_tensor *pos, int32_t T,
                   dz_tensor **q, dz_tensor **k, dz_tensor **v);
-/* The rest of layer l after attention a (hd, n_head, T): x + Wo a, then the
- * feed-forward block; returns the new x. */
+/* The rest of layer l after attention a (hd, n_head, T): x + Wo a (+bo),
+ * then the feed-forward block (SwiGLU, or gpt2's GELU MLP with biases);
+ * returns the new x. */
 dz_tensor *dz_layer_finish(dz_ctx *ctx, const dz_model *m, const dz_layer *l, dz_tensor *x, dz_tensor *a);
 /* Adds the cache writes k_store and v_store to *g (made by the first call),
  * ahead of the attention that reads them. False on failure. */
