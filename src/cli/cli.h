@@ -21,6 +21,7 @@ int dz_cmd_bench(int argc, char **argv);
 int dz_cmd_keys(int argc, char **argv);
 int dz_cmd_usage(int argc, char **argv);
 int dz_cmd_serve(int argc, char **argv);
+int dz_cmd_train(int argc, char **argv);
 
 /* Argument helpers: print "dizuo <cmd>: <what> ..." on stderr and return false
  * on a malformed or out-of-range value. */

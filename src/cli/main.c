@@ -23,6 +23,7 @@ static const command commands[] = {
     {"keys", dz_cmd_keys, "create, list and revoke API keys"},
     {"usage", dz_cmd_usage, "token usage per tenant from the ledger"},
     {"serve", dz_cmd_serve, "the OpenAI-compatible model service with keys, quotas and a usage ledger"},
+    {"train", dz_cmd_train, "pretrain or continue training a llama or gpt2 model"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

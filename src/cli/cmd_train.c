@@ -1,0 +1,426 @@
+/* dizuo train: pretrain (or continue training) a llama or gpt2 model on
+ * text or token shards, with checkpoints, resume, a JSONL log, export to
+ * GGUF and an SVG loss curve. The semantics are in docs/training.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "dizuo/train.h"
+
+static const char *train_help =
+    "usage: dizuo train (--init MODEL.gguf | --dim D --layers L --heads H --ffn F --ctx C\n"
+    "                    (--tokenizer TOK.gguf | --vocab V)) --data FILE[,FILE...] --steps N [options]\n"
+    "\n"
+    "Trains a model on the CPU with AdamW and writes it as GGUF (-o). Data files are plain\n"
+    "UTF-8 text (tokenized with the model's tokenizer) or llm.c token shards (magic 20240520).\n"
+    "Step i, row b reads T tokens from the stream and predicts the next T; the loss is the\n"
+    "mean cross-entropy over every token of the step (docs/training.md).\n"
+    "\n"
+    "model:\n"
+    "      --arch llama|gpt2     architecture of a new model (default llama)\n"
+    "      --init FILE           start from this GGUF model's weights (and tokenizer)\n"
+    "      --dim D --layers L --heads H --kv-heads K --ffn F --ctx C\n"
+    "                            shape of a new model (kv-heads default H; llama only)\n"
+    "      --tokenizer FILE      GGUF whose tokenizer.* keys give the vocabulary\n"
+    "      --vocab V             vocabulary size without a tokenizer (token shards only)\n"
+    "      --tied                llama: reuse token_embd as the output matrix\n"
+    "data and batches:\n"
+    "      --data FILE[,FILE]    training data (required)\n"
+    "      --val FILE            validation data: loss reported at the end\n"
+    "      --batch B             rows per micro-step (default 4)\n"
+    "      --seq T               tokens per row (default min(64, ctx))\n"
+    "      --grad-accum A        micro-steps per step (default 1): a step sees A x B rows\n"
+    "      --no-shuffle          rows in stream order: row r starts at token r*T\n"
+    "      --seed S              initialisation and shuffle seed (default 1234)\n"
+    "optimisation:\n"
+    "      --steps N             optimizer steps (required)\n"
+    "      --lr LR               peak learning rate (default 1e-3)\n"
+    "      --warmup W            linear warmup steps (default 0)\n"
+    "      --schedule S          cosine (to 0.1 lr at step N) or constant (default cosine)\n"
+    "      --beta1 B1 --beta2 B2 --eps E --weight-decay WD\n"
+    "                            AdamW (defaults 0.9, 0.95, 1e-8, 0.1)\n"
+    "      --clip C              global gradient-norm clip; 0 = off (default 1)\n"
+    "  -t, --threads N           CPU threads (default: the device's choice)\n"
+    "output:\n"
+    "  -o, --output FILE.gguf    the trained model (and FILE.loss.svg, the loss curve)\n"
+    "      --out-type f32|f16    weight type of the output (default f32)\n"
+    "      --log FILE.jsonl      one JSON object per step: step, loss, lr, grad_norm, tokens_per_s\n"
+    "      --save-every N        checkpoint every N steps (into --checkpoint-dir)\n"
+    "      --checkpoint-dir DIR  where checkpoints go (default OUT.ckpt, or the --resume DIR)\n"
+    "      --resume DIR          continue the run saved in DIR (bit-identical with the same -t)\n"
+    "  -h, --help                this help\n";
+
+typedef struct train_args {
+    const char *arch, *init, *tokenizer, *data, *val, *out, *log, *ckpt_dir, *resume, *out_type;
+    long long dim, layers, heads, kv_heads, ffn, ctx, vocab;
+    long long batch, seq, accum, steps, warmup, threads, save_every, seed;
+    bool tied, no_shuffle, seed_given, batch_given, seq_given, accum_given;
+    dz_train_opts o;
+} train_args;
+
+static const char *CMD = "train";
+
+/* Parses argv; returns -1 to continue, else an exit code. */
+static int parse(int argc, char **argv, train_args *a) {
+    a->o = dz_train_opts_default();
+    a->batch = 4;
+    a->accum = 1;
+    a->seed = 1234;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = NULL;
+        double f;
+        const struct { const char *name; long long *dst, lo, hi; bool *given; } ints[] = {
+            {"--dim", &a->dim, 2, 1 << 20, NULL},        {"--layers", &a->layers, 1, 4096, NULL},
+            {"--heads", &a->heads, 1, 1 << 16, NULL},    {"--kv-heads", &a->kv_heads, 1, 1 << 16, NULL},
+            {"--ffn", &a->ffn, 1, 1 << 20, NULL},        {"--ctx", &a->ctx, 1, 1 << 20, NULL},
+            {"--vocab", &a->vocab, 2, 1 << 24, NULL},    {"--batch", &a->batch, 1, 1 << 16, &a->batch_given},
+            {"--seq", &a->seq, 1, 1 << 20, &a->seq_given}, {"--grad-accum", &a->accum, 1, 1 << 16, &a->accum_given},
+            {"--steps", &a->steps, 1, 1 << 30, NULL},    {"--warmup", &a->warmup, 0, 1 << 30, NULL},
+            {"-t", &a->threads, 1, 1024, NULL},          {"--threads", &a->threads, 1, 1024, NULL},
+            {"--save-every", &a->save_every, 1, 1 << 30, NULL}, {"--seed", &a->seed, 0, INT64_MAX, &a->seed_given},
+        };
+        const struct { const char *name; float *dst; double lo, hi; } reals[] = {
+            {"--lr", &a->o.lr, 1e-12, 10},          {"--beta1", &a->o.beta1, 0, 0.999999},
+            {"--beta2", &a->o.beta2, 0, 0.999999},  {"--eps", &a->o.eps, 1e-30, 1},
+            {"--weight-decay", &a->o.weight_decay, 0, 10}, {"--clip", &a->o.clip, 0, 1e9},
+        };
+        const struct { const char *name; const char **dst; } strs[] = {
+            {"--arch", &a->arch}, {"--init", &a->init}, {"--tokenizer", &a->tokenizer}, {"--data", &a->data},
+            {"--val", &a->val}, {"-o", &a->out}, {"--output", &a->out}, {"--log", &a->log},
+            {"--checkpoint-dir", &a->ckpt_dir}, {"--resume", &a->resume}, {"--out-type", &a->out_type},
+        };
+        bool done = false;
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            fputs(train_help, stdout);
+            return DZ_EXIT_OK;
+        } else if (!strcmp(o, "--tied")) {
+            a->tied = done = true;
+        } else if (!strcmp(o, "--no-shuffle")) {
+            a->no_shuffle = done = true;
+        } else if (!strcmp(o, "--schedule")) {
+            if (!(v = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
+            if (!strcmp(v, "cosine")) a->o.schedule = DZ_LR_COSINE;
+            else if (!strcmp(v, "constant")) a->o.schedule = DZ_LR_CONSTANT;
+            else {
+                fprintf(stderr, "dizuo train: --schedule is cosine or constant, not '%s'\n", v);
+                return DZ_EXIT_USAGE;
+            }
+            done = true;
+        }
+        for (size_t k = 0; !done && k < sizeof ints / sizeof ints[0]; k++)
+            if (!strcmp(o, ints[k].name)) {
+                if (!(v = dz_arg_value(CMD, argc, argv, &i)) || !dz_arg_int(CMD, o, v, ints[k].lo, ints[k].hi, ints[k].dst))
+                    return DZ_EXIT_USAGE;
+                if (ints[k].given) *ints[k].given = true;
+                done = true;
+            }
+        for (size_t k = 0; !done && k < sizeof reals / sizeof reals[0]; k++)
+            if (!strcmp(o, reals[k].name)) {
+                if (!(v = dz_arg_value(CMD, argc, argv, &i)) || !dz_arg_float(CMD, o, v, reals[k].lo, reals[k].hi, &f))
+                    return DZ_EXIT_USAGE;
+                *reals[k].dst = (float)f;
+                done = true;
+            }
+        for (size_t k = 0; !done && k < sizeof strs / sizeof strs[0]; k++)
+            if (!strcmp(o, strs[k].name)) {
+                if (!(*strs[k].dst = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
+                done = true;
+            }
+        if (!done) {
+            fprintf(stderr, "dizuo train: unknown option '%s' (see dizuo train --help)\n", o);
+            return DZ_EXIT_USAGE;
+        }
+    }
+    const char *missing = !a->data ? "--data FILE" : !a->steps ? "--steps N" : NULL;
+    if (!missing && !a->init && !a->resume && !(a->dim && a->layers && a->heads && a->ffn && a->ctx))
+        missing = "--init MODEL.gguf, --resume DIR or a shape (--dim --layers --heads --ffn --ctx)";
+    if (!missing && !a->init && !a->resume && !a->tokenizer && !a->vocab) missing = "--tokenizer TOK.gguf or --vocab V";
+    if (missing) {
+        fprintf(stderr, "dizuo train: %s is required (see dizuo train --help)\n", missing);
+        return DZ_EXIT_USAGE;
+    }
+    if (a->arch && dz_train_arch_from_name(a->arch) < 0) {
+        fprintf(stderr, "dizuo train: --arch is llama or gpt2, not '%s'\n", a->arch);
+        return DZ_EXIT_USAGE;
+    }
+    if (a->out_type && strcmp(a->out_type, "f32") && strcmp(a->out_type, "f16")) {
+        fprintf(stderr, "dizuo train: --out-type is f32 or f16, not '%s'\n", a->out_type);
+        return DZ_EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* The shape the command line asks for (a new model). */
+static dz_status shape_from_args(const train_args *a, int32_t n_vocab, dz_train_config *c) {
+    *c = dz_train_config_default(a->arch ? (dz_train_arch)dz_train_arch_from_name(a->arch) : DZ_TRAIN_LLAMA);
+    c->n_vocab = n_vocab;
+    c->n_embd = (int32_t)a->dim;
+    c->n_layer = (int32_t)a->layers;
+    c->n_head = (int32_t)a->heads;
+    c->n_head_kv = (int32_t)(a->kv_heads ? a->kv_heads : a->heads);
+    c->n_ff = (int32_t)a->ffn;
+    c->n_ctx = (int32_t)a->ctx;
+    if (c->arch == DZ_TRAIN_LLAMA) c->tied = a->tied;
+    return dz_train_config_check(c);
+}
+
+/* A new model from a shape and a tokenizer file (or a bare vocabulary size). */
+static dz_status new_model(const train_args *a, dz_train_model **out) {
+    dz_gguf *g = NULL;
+    dz_tokenizer *tok = NULL;
+    dz_status st = DZ_OK;
+    int32_t n_vocab = (int32_t)a->vocab;
+    if (a->tokenizer) {
+        st = dz_gguf_open(a->tokenizer, &g);
+        if (!st) st = dz_tokenizer_load(g, &tok);
+        if (!st) n_vocab = dz_tokenizer_n_vocab(tok);
+        if (st) dz_error_prefix(st, "%s: ", a->tokenizer);
+        if (!st && a->vocab && a->vocab != n_vocab)
+            st = dz_fail(DZ_ERR_ARG, "--vocab %lld differs from the tokenizer's %d tokens", a->vocab, n_vocab);
+    }
+    dz_train_config c;
+    if (!st) st = shape_from_args(a, n_vocab, &c);
+    if (!st) st = dz_train_model_create(&c, (uint64_t)a->seed, out);
+    if (!st && g) st = dz_train_model_set_tokenizer(*out, g);
+    dz_tokenizer_free(tok);
+    dz_gguf_close(g);
+    return st;
+}
+
+/* --resume: the checkpoint must be of the shape and run the command line asks for. */
+static dz_status check_resume(const train_args *a, const dz_train_model *m, const dz_train_state *s) {
+    const dz_train_config *c = dz_train_model_config(m);
+    if (a->dim || a->layers || a->heads || a->ffn || a->ctx) {
+        dz_train_config want;
+        dz_status st = shape_from_args(a, c->n_vocab, &want);
+        if (st) return st;
+        if (want.arch != c->arch || want.n_embd != c->n_embd || want.n_layer != c->n_layer ||
+            want.n_head != c->n_head || want.n_head_kv != c->n_head_kv || want.n_ff != c->n_ff ||
+            want.n_ctx != c->n_ctx || want.tied != c->tied)
+            return dz_fail(DZ_ERR_ARG,
+                           "the checkpoint in %s holds a %s model of dim %d, %d layers, %d heads (%d kv), ffn %d, "
+                           "ctx %d; this run asks for %s dim %d, %d layers, %d heads (%d kv), ffn %d, ctx %d",
+                           a->resume, dz_train_arch_name(c->arch), c->n_embd, c->n_layer, c->n_head, c->n_head_kv,
+                           c->n_ff, c->n_ctx, dz_train_arch_name(want.arch), want.n_embd, want.n_layer, want.n_head,
+                           want.n_head_kv, want.n_ff, want.n_ctx);
+    }
+    if ((a->batch_given && a->batch != s->batch) || (a->seq_given && a->seq != s->seq) ||
+        (a->accum_given && a->accum != s->grad_accum))
+        return dz_fail(DZ_ERR_ARG, "the checkpoint in %s was made with --batch %d --seq %d --grad-accum %d",
+                       a->resume, s->batch, s->seq, s->grad_accum);
+    if (a->seed_given && (uint64_t)a->seed != s->seed)
+        return dz_fail(DZ_ERR_ARG, "the checkpoint in %s was made with --seed %llu", a->resume,
+                       (unsigned long long)s->seed);
+    if (s->step > a->steps)
+        return dz_fail(DZ_ERR_ARG, "the checkpoint in %s is at step %lld, past --steps %lld", a->resume,
+                       (long long)s->step, a->steps);
+    return DZ_OK;
+}
+
+/* Splits "a,b,c" into paths (pointers into a copy the caller frees). */
+static int split_paths(const char *list, char **copy, const char **paths, int cap) {
+    *copy = strdup(list);
+    int n = 0;
+    if (!*copy) return 0;
+    for (char *s = *copy, *save = NULL, *p = strtok_r(s, ",", &save); p && n < cap; p = strtok_r(NULL, ",", &save))
+        paths[n++] = p;
+    return n;
+}
+
+static dz_status load_data(const char *list, const dz_train_model *m, dz_train_data **out) {
+    char *copy = NULL;
+    const char *paths[64];
+    int n = split_paths(list, &copy, paths, 64);
+    dz_status st = dz_train_data_load(paths, n, dz_train_model_tokenizer(m), dz_train_model_config(m)->n_vocab, out);
+    free(copy);
+    return st;
+}
+
+static void fmt_duration(double s, char *buf, size_t cap) {
+    long t = s > 0 && s < 1e8 ? (long)(s + 0.5) : 0;
+    snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+/* The whole run after the model exists; returns an exit code. */
+static int train(const train_args *a, dz_train_model *m, dz_train_state *s) {
+    const int32_t B = s->batch, T = s->seq, A = s->grad_accum;
+    const bool shuffle = !a->no_shuffle;
+    dz_train_data *data = NULL, *val = NULL;
+    dz_trainer *tr = NULL;
+    FILE *log = NULL;
+    int32_t *in = malloc((size_t)B * T * sizeof *in), *tg = malloc((size_t)B * T * sizeof *tg);
+    float *losses = calloc((size_t)a->steps, sizeof *losses);
+    int rc = DZ_EXIT_ERROR;
+    char ckpt[4096] = "";
+    if (a->ckpt_dir || a->resume) snprintf(ckpt, sizeof ckpt, "%s", a->ckpt_dir ? a->ckpt_dir : a->resume);
+    else snprintf(ckpt, sizeof ckpt, "%s.ckpt", a->out ? a->out : "dizuo-train");
+    if (!in || !tg || !losses) {
+        fprintf(stderr, "dizuo train: out of memory\n");
+        goto done;
+    }
+    dz_train_opts o = a->o;
+    o.seq = T;
+    o.steps = (int32_t)a->steps;
+    o.warmup = (int32_t)a->warmup;
+    o.threads = (int32_t)a->threads;
+    const dz_train_config *c = dz_train_model_config(m);
+    if (T > c->n_ctx) {
+        fprintf(stderr, "dizuo train: --seq %d exceeds the model's context of %d\n", T, c->n_ctx);
+        goto done;
+    }
+    if (load_data(a->data, m, &data) || (a->val && load_data(a->val, m, &val))) {
+        dz_cli_error(CMD);
+        goto done;
+    }
+    const int64_t n_tokens = dz_train_data_n_tokens(data);
+    if (n_tokens < (int64_t)B * T + 1) {
+        fprintf(stderr, "dizuo train: %s: %lld tokens; one batch of %d rows x %d tokens needs at least %lld\n", a->data,
+                (long long)n_tokens, B, T, (long long)B * T + 1);
+        goto done;
+    }
+    if (a->resume && s->data_hash != dz_train_data_hash(data)) {
+        fprintf(stderr, "dizuo train: %s is not the data the checkpoint in %s was trained on\n", a->data, a->resume);
+        goto done;
+    }
+    s->data_hash = dz_train_data_hash(data);
+    if (dz_trainer_create(m, &o, &tr)) {
+        dz_cli_error(CMD);
+        goto done;
+    }
+    if (a->log && !(log = fopen(a->log, a->resume ? "a" : "w"))) {
+        fprintf(stderr, "dizuo train: %s: cannot write the log\n", a->log);
+        goto done;
+    }
+    int64_t n_floats = dz_train_model_n_floats(m);
+    fprintf(stderr, "train: %s, %lld parameters, %lld tokens, %d x %d x %d tokens per step, steps %lld..%lld\n",
+            dz_train_arch_name(c->arch), (long long)n_floats, (long long)n_tokens, A, B, T, (long long)s->step + 1,
+            a->steps);
+    const bool tty = isatty(STDERR_FILENO);
+    const int64_t first = s->step, every = a->steps / 20 > 0 ? a->steps / 20 : 1;
+    const double t_start = dz_time_now();
+    int64_t last_saved = a->resume ? s->step : -1;
+    for (int64_t step = s->step; step < a->steps; step++) {
+        double t0 = dz_time_now();
+        dz_trainer_zero_grad(tr);
+        for (int32_t k = 0; k < A; k++) {
+            for (int32_t b = 0; b < B; b++)
+                dz_train_data_row(data, s->row + (int64_t)k * B + b, T, shuffle, s->seed, in + (int64_t)b * T,
+                                  tg + (int64_t)b * T);
+            if (dz_trainer_backward(tr, in, tg, B, NULL)) {
+                dz_cli_error(CMD);
+                goto done;
+            }
+        }
+        dz_train_stats st;
+        if (dz_trainer_update(tr, step, &st)) {
+            fprintf(stderr, "%sdizuo train: %s\n", tty ? "\n" : "", dz_last_error());
+            if (last_saved >= 0) fprintf(stderr, "dizuo train: the last good checkpoint is %s (step %lld)\n", ckpt, (long long)last_saved);
+            else fprintf(stderr, "dizuo train: no checkpoint was written (use --save-every)\n");
+            goto done;
+        }
+        s->row += (int64_t)A * B;
+        s->step = step + 1;
+        losses[step] = (float)st.loss;
+        double now = dz_time_now(), tps = (double)A * B * T / (now - t0 > 1e-9 ? now - t0 : 1e-9);
+        if (log) {
+            fprintf(log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f}\n",
+                    (long long)step + 1, st.loss, st.lr, st.grad_norm, tps);
+            fflush(log);
+        }
+        if (tty || (step + 1) % every == 0 || step + 1 == a->steps) {
+            char eta[32];
+            fmt_duration((now - t_start) / (double)(step + 1 - first) * (double)(a->steps - step - 1), eta, sizeof eta);
+            fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.3g  %.0f tok/s  ETA %s%s", tty ? "\r" : "",
+                    (long long)step + 1, a->steps, st.loss, st.lr, tps, eta, tty ? "  " : "\n");
+        }
+        if (a->save_every && s->step % a->save_every == 0) {
+            if (dz_train_checkpoint_save(m, s, ckpt)) {
+                dz_cli_error(CMD);
+                goto done;
+            }
+            last_saved = s->step;
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    if (val) {
+        int64_t rows = dz_train_data_n_tokens(val) / T;
+        rows = rows < 1 ? 1 : rows > 64 ? 64 : rows;
+        double sum = 0, l;
+        for (int64_t r = 0; r < rows; r++) {
+            dz_train_data_row(val, r, T, false, 0, in, tg);
+            if (dz_trainer_eval(tr, in, tg, 1, &l)) {
+                dz_cli_error(CMD);
+                goto done;
+            }
+            sum += l;
+        }
+        fprintf(stderr, "validation loss %.4f (%lld rows of %s)\n", sum / (double)rows, (long long)rows, a->val);
+        if (log) fprintf(log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)s->step, sum / (double)rows);
+    }
+    if (a->out) {
+        dz_type type = a->out_type && !strcmp(a->out_type, "f16") ? DZ_TYPE_F16 : DZ_TYPE_F32;
+        if (!dz_train_model_tokenizer(m))
+            fprintf(stderr, "dizuo train: warning: the model has no tokenizer; %s holds weights only\n", a->out);
+        if (dz_train_model_export(m, a->out, type)) {
+            dz_cli_error(CMD);
+            goto done;
+        }
+        char svg[4096];
+        size_t n = strlen(a->out);
+        if (n > 5 && !strcmp(a->out + n - 5, ".gguf")) n -= 5;
+        snprintf(svg, sizeof svg, "%.*s.loss.svg", (int)n, a->out);
+        if (first < a->steps &&
+            dz_train_write_loss_svg(svg, losses + first, a->steps - first, "dizuo train: loss per step")) {
+            dz_cli_error(CMD);
+            goto done;
+        }
+        fprintf(stderr, "wrote %s and %s\n", a->out, svg);
+    }
+    rc = DZ_EXIT_OK;
+done:
+    if (log) fclose(log);
+    dz_trainer_free(tr);
+    dz_train_data_free(data);
+    dz_train_data_free(val);
+    free(in);
+    free(tg);
+    free(losses);
+    return rc;
+}
+
+int dz_cmd_train(int argc, char **argv) {
+    train_args a;
+    memset(&a, 0, sizeof a);
+    int rc = parse(argc, argv, &a);
+    if (rc >= 0) return rc;
+    dz_train_model *m = NULL;
+    dz_train_state s;
+    memset(&s, 0, sizeof s);
+    dz_status st;
+    if (a.resume) {
+        st = dz_train_checkpoint_load(a.resume, &m, &s);
+        if (!st) st = check_resume(&a, m, &s);
+    } else {
+        st = a.init ? dz_train_model_load(a.init, &m) : new_model(&a, &m);
+        if (!st && a.init && a.arch && dz_train_arch_from_name(a.arch) != (int)dz_train_model_config(m)->arch)
+            st = dz_fail(DZ_ERR_ARG, "%s is a %s model, not %s", a.init,
+                         dz_train_arch_name(dz_train_model_config(m)->arch), a.arch);
+        s.seed = (uint64_t)a.seed;
+        s.batch = (int32_t)a.batch;
+        s.grad_accum = (int32_t)a.accum;
+        if (!st) {
+            int32_t n_ctx = dz_train_model_config(m)->n_ctx;
+            s.seq = (int32_t)(a.seq ? a.seq : n_ctx < 64 ? n_ctx : 64);
+        }
+    }
+    if (st) {
+        dz_train_model_free(m);
+        return dz_cli_error(CMD);
+    }
+    rc = train(&a, m, &s);
+    dz_train_model_free(m);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/* Internals of the training layer shared by its files. */
+#ifndef DZ_TRAIN_IMPL_H
+#define DZ_TRAIN_IMPL_H
+
+#include "dizuo/gguf.h"
+#include "dizuo/train.h"
+
+struct dz_train_model {
+    dz_train_config cfg;
+    int32_t n_params;
+    dz_train_param *params;
+    int64_t n_floats;
+    float *w, *g, *m, *v;     /* flat arrays of n_floats: weights, gradients, moments */
+    void *tok_file;           /* the tokenizer.* keys as a GGUF image in memory (NULL: none) */
+    size_t tok_file_size;
+    dz_gguf *tok_gguf;        /* opened over tok_file */
+    dz_tokenizer *tok;
+};
+
+/* An empty model of shape c: the parameter table and zeroed arrays. */
+dz_status dz_train_model_alloc(const dz_train_config *c, dz_train_model **out);
+/* Reads a shape from the hyper-parameter keys of g (llama or gpt2). */
+dz_status dz_train_config_read(const dz_gguf *g, dz_train_config *c);
+/* Writes the hyper-parameter keys of c to w. */
+dz_status dz_train_config_write(const dz_train_config *c, dz_gguf_writer *w);
+/* Reads tensor `name` of g (shape of p, any dequantizable type) into dst (p->n floats). */
+dz_status dz_train_read_tensor(const dz_gguf *g, const char *name, const dz_train_param *p, float *dst);
+/* Adds m's tokenizer keys to w. */
+dz_status dz_train_model_put_tokenizer_keys(const dz_train_model *m, dz_gguf_writer *w);
+
+/* The graph of one row of T tokens: forward, loss and explicit backward.
+ * Weight leaves are unbound (the trainer binds them to the model's array). */
+typedef struct dz_train_graph {
+    dz_ctx *ctx;
+    dz_graph *graph;
+    dz_tensor *ids, *targets, *pos; /* inputs: I32 (T) each; pos holds 0..T-1 */
+    dz_tensor *loss;                /* F32 (1): the row's mean cross-entropy */
+    dz_tensor **w;                  /* per parameter: its weight leaf */
+    dz_tensor **grad;               /* per parameter: its gradient (NULL: frozen) */
+} dz_train_graph;
+
+/* Builds g for m and T (graph.c). On failure g is left empty. */
+dz_status dz_train_graph_build(const dz_train_model *m, int32_t T, dz_train_graph *g);
+void dz_train_graph_free(dz_train_graph *g);
+
+/* A seeded generator (splitmix64): same numbers everywhere. */
+uint64_t dz_train_rng_next(uint64_t *state);
+double dz_train_rng_normal(uint64_t *state);
+
+#endif
