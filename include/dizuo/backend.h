@@ -109,11 +109,11 @@ typedef enum dz_op {
                        variance of the row, eps = params.f[0] (weight and bias: MUL, ADD) */
     DZ_OP_GELU,     /* src0 F32: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
     /* ---- appended for training (tier T): the backward of the ops above ---- */
-    DZ_OP_MUL_MAT_BACK_X, /* src0 W (K, N) any matmul type, src1 dY F32 (N, M) -> F32 (K, M):
-                       dX row m = sum over n of dY[m][n] * W row n (the gradient of MUL_MAT
-                       with respect to X) */
-    DZ_OP_MUL_MAT_BACK_W, /* src0 X F32 (K, M), src1 dY F32 (N, M) -> F32 (K, N):
-                       dW row n = sum over m of dY[m][n] * X row m */
+    DZ_OP_MUL_MAT_BACK_X, /* src0 W (K, N) any matmul type, src1 dY F32 (N, M, B2, B3) -> F32
+                       (K, M, B2, B3): dX row m = sum over n of dY[m][n] * W row n (the gradient
+                       of MUL_MAT with respect to X; rows may span dims 1..3) */
+    DZ_OP_MUL_MAT_BACK_W, /* src0 X F32 (K, M, B2, B3), src1 dY F32 (N, M, B2, B3) -> F32 (K, N):
+                       dW row n = sum over every row m of dY[m][n] * X row m */
     DZ_OP_SUM_COLS, /* src0 F32 (n, a, b, c) -> F32 (n): the sum of every row (bias gradients) */
     DZ_OP_RMS_NORM_BACK,   /* src0 x F32, src1 dy F32 (like x) -> dx F32 (like x); eps params.f[0] */
     DZ_OP_LAYER_NORM_BACK, /* as RMS_NORM_BACK for LAYER_NORM */
@@ -127,10 +127,11 @@ typedef enum dz_op {
     DZ_OP_GELU_BACK, /* src0 x F32, src1 dy F32 (like x) -> dx F32 (like x) */
     DZ_OP_GET_ROWS_BACK, /* src0 dY F32 (ne0, n), src1 ids I32 (n), params.i[0] n_rows -> F32
                        (ne0, n_rows): row r = sum of the dY rows i with ids[i] == r (else 0) */
-    DZ_OP_CROSS_ENTROPY, /* src0 logits F32 (V, T), src1 targets I32 (T) -> F32 (1): the mean
-                       over t of logsumexp(logits_t) - logits_t[target_t] */
-    DZ_OP_CROSS_ENTROPY_BACK, /* the same sources, params.f[0] dloss -> F32 (V, T):
-                       (softmax(logits_t) - onehot(target_t)) * dloss / T */
+    DZ_OP_CROSS_ENTROPY, /* src0 logits F32 (V, T[, B]), src1 targets I32 (T[, B]) -> F32 (1):
+                       the mean over all rows t of logsumexp(logits_t) - logits_t[target_t]
+                       (a target outside [0, V) fails the computation) */
+    DZ_OP_CROSS_ENTROPY_BACK, /* the same sources, params.f[0] dloss -> F32 like logits:
+                       (softmax(logits_t) - onehot(target_t)) * dloss / (number of rows) */
     DZ_OP_COUNT
 } dz_op;
 
