@@ -126,6 +126,20 @@ static void test_errors(void) {
     bad(C, "{\"prompt\":\"x\",\"frequency_penalty\":2.5}", "frequency_penalty");
     bad(C, "{\"prompt\":\"x\",\"logit_bias\":{\"512\":1}}", "logit_bias");
     bad(C, "{\"prompt\":\"x\",\"logit_bias\":{\"abc\":1}}", "logit_bias");
+    /* only canonical decimal keys: "1" and "01" / "+1" / " 1" would be one token biased twice */
+    const char *const noncanonical[] = {"01", "+1", " 1", "1 ", "00", "1e0", "0x1", "-0", "1.0", ""};
+    for (size_t i = 0; i < sizeof noncanonical / sizeof *noncanonical; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"prompt\":\"x\",\"logit_bias\":{\"1\":60,\"%s\":60}}", noncanonical[i]);
+        bad(C, body, "logit_bias");
+        snprintf(body, sizeof body, "{\"prompt\":\"x\",\"logit_bias\":{\"%s\":1}}", noncanonical[i]);
+        bad(C, body, "logit_bias");
+    }
+    dz_oai_request *zb = ok(C, "{\"prompt\":\"x\",\"logit_bias\":{\"0\":1,\"10\":2,\"511\":3}}");
+    if (zb) {
+        DZT_EQ_INT(zb->n_logit_bias, 3);
+        dz_oai_request_free(zb);
+    }
     bad(C, "{\"prompt\":\"x\",\"logit_bias\":{\"5\":100.5}}", "logit_bias");
     bad(C, "{\"prompt\":\"x\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\",\"l\",\"m\","
            "\"n\",\"o\",\"p\",\"q\"]}", "stop");

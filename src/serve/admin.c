@@ -150,6 +150,16 @@ static bool parse_when(const char *text, int64_t *ms) {
     return dz_usage_parse_time(text, ms) == DZ_OK;
 }
 
+/* The filter a ledger DZ_ERR_ARG concerns: what its message names, else the
+ * first filter given. */
+static const char *filter_param(const char *msg, const dz_usage_filter *f) {
+    if (strstr(msg, "tenant")) return "tenant";
+    if (strstr(msg, "model")) return "model";
+    if (strstr(msg, "since")) return "since";
+    if (strstr(msg, "until")) return "until";
+    return f->tenant ? "tenant" : f->model ? "model" : f->since_ms ? "since" : "until";
+}
+
 enum MHD_Result dz_handle_usage(dz_req *r) {
     struct MHD_Connection *c = r->conn;
     dz_usage_filter f = {0};
@@ -169,8 +179,11 @@ enum MHD_Result dz_handle_usage(dz_req *r) {
     f.by_model = bm && (!strcmp(bm, "true") || !strcmp(bm, "1"));
     dz_usage_total *t = NULL;
     size_t n = 0;
-    if (dz_ledger_usage(r->srv->ledger, &f, &t, &n))
-        return dz_respond_error(r, 500, "internal_error", NULL, 0, "The usage ledger failed: %s", dz_last_error());
+    dz_status st = dz_ledger_usage(r->srv->ledger, &f, &t, &n);
+    if (st == DZ_ERR_ARG) /* a filter the ledger refuses: name it */
+        return dz_respond_error(r, 400, "invalid_request_error", filter_param(dz_last_error(), &f), 0, "%s",
+                                dz_last_error());
+    if (st) return dz_respond_error(r, 500, "internal_error", NULL, 0, "The usage ledger failed: %s", dz_last_error());
     json_t *data = json_array();
     for (size_t i = 0; data && i < n; i++) {
         json_t *e = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "tenant", t[i].tenant, "requests", (json_int_t)t[i].requests,

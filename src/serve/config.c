@@ -33,6 +33,8 @@ dz_status dz_serve_config_init(dz_serve_config *c) {
     c->max_stop_bytes = 256;
     c->max_n = 16;
     c->max_prompts = 256;
+    c->max_logprob_entries = 262144;
+    c->max_queued_bytes = 8 << 20;
     if (dz_serve_config_set_str(&c->host, "127.0.0.1") || dz_serve_config_set_str(&c->db, "dizuo.db")) {
         dz_serve_config_clear(c);
         return DZ_ERR_NOMEM;
@@ -102,6 +104,8 @@ static const int_key int_keys[] = {
     IK("max_stop_bytes", max_stop_bytes, 1, 65536),
     IK("max_n", max_n, 1, 128),
     IK("max_prompts", max_prompts, 1, 65536),
+    {"max_logprob_entries", offsetof(dz_serve_config, max_logprob_entries), true, 0, 1LL << 30},
+    {"max_queued_bytes", offsetof(dz_serve_config, max_queued_bytes), true, 4096, 1LL << 34},
 };
 enum { N_STR_KEYS = sizeof str_keys / sizeof str_keys[0], N_INT_KEYS = sizeof int_keys / sizeof int_keys[0] };
 

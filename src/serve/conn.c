@@ -19,6 +19,7 @@
 typedef struct conn_track {
     struct conn_track *prev, *next;
     int fd;
+    uint64_t serial;
     double deadline;  /* dz_time_now() by which the current request must be in */
     bool handling;    /* the request is in: the handler or the response runs */
     bool cut;
@@ -30,6 +31,7 @@ struct dz_conns {
     double receive_s;
     pthread_t thread;
     atomic_bool stop;
+    uint64_t next_serial;
 };
 
 static void *watchdog_main(void *arg) {
@@ -92,6 +94,7 @@ void dz_conns_notify(void *cls, struct MHD_Connection *c, void **socket_context,
         t->fd = ci ? ci->connect_fd : -1;
         t->deadline = dz_time_now() + cs->receive_s;
         pthread_mutex_lock(&cs->mu);
+        t->serial = ++cs->next_serial;
         t->next = &cs->head;
         t->prev = cs->head.prev;
         cs->head.prev->next = t;
@@ -117,6 +120,31 @@ void dz_conns_set_handling(dz_server *s, struct MHD_Connection *c, bool handling
     pthread_mutex_lock(&cs->mu);
     t->handling = handling;
     if (!handling) t->deadline = dz_time_now() + cs->receive_s;
+    pthread_mutex_unlock(&cs->mu);
+}
+
+uint64_t dz_conns_serial(dz_server *s, struct MHD_Connection *c) {
+    struct dz_conns *cs = s->conns;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_track *t = ci ? ci->socket_context : NULL;
+    if (!cs || !t) return 0;
+    pthread_mutex_lock(&cs->mu);
+    uint64_t serial = t->serial;
+    pthread_mutex_unlock(&cs->mu);
+    return serial;
+}
+
+void dz_conns_cut(dz_server *s, uint64_t serial) {
+    struct dz_conns *cs = s->conns;
+    if (!cs || !serial) return;
+    pthread_mutex_lock(&cs->mu);
+    for (conn_track *t = cs->head.next; t != &cs->head; t = t->next)
+        if (t->serial == serial) {
+            /* the fd stays open until MHD's CLOSED notification, which takes cs->mu */
+            if (t->fd >= 0 && !t->cut) shutdown(t->fd, SHUT_RDWR);
+            t->cut = true;
+            break;
+        }
     pthread_mutex_unlock(&cs->mu);
 }
 

@@ -9,6 +9,21 @@
 
 typedef struct gen_job gen_job;
 
+/* One generated token's logprobs, kept compact (the JSON is written when
+ * sent): the token, its logprob, its text offset, and its alternatives
+ * alt[top .. top + n_top) of the choice's alternatives array. */
+typedef struct gen_lp {
+    int32_t token;
+    float logprob;
+    size_t offset;  /* text offset (completions' text_offset) */
+    size_t top;
+    int32_t n_top;
+} gen_lp;
+typedef struct gen_alt {
+    int32_t token;
+    float logprob;
+} gen_alt;
+
 /* One choice: one engine request. Its text state belongs to the engine
  * thread until on_done, then (after the job's mutex hand-over) to the
  * connection thread. */
@@ -23,9 +38,11 @@ typedef struct gen_choice {
     size_t emitted;      /* bytes of text already streamed */
     size_t final_len;    /* bytes shown in the end (a matched stop string cut) */
     bool stop_matched;
-    json_t *lp;          /* logprob entries, chat style, one per token (NULL: not asked) */
-    size_t *lp_offset;   /* text offset of each entry (completions' text_offset) */
-    size_t lp_cap, lp_sent;
+    bool want_lp;        /* logprobs asked for */
+    gen_lp *lp;          /* one per generated token */
+    size_t n_lp, lp_cap, lp_sent;
+    gen_alt *alt;        /* the alternatives of every token */
+    size_t n_alt, alt_cap;
     bool done;           /* on_done ran (under job->mu) */
     dz_gen_result res;
 } gen_choice;
@@ -51,7 +68,11 @@ struct gen_job {
     pthread_cond_t cv;
     int n_done;
     bool cancel_requested, client_gone, timed_out;
+    bool drained;        /* cancelled by the server's drain */
+    bool submit_failed;  /* a choice was refused by the engine (503 / 400 / 500) */
+    bool slow_client;    /* the stream queue passed max_queued_bytes: cancelled, connection cut */
     bool settled;        /* billed (or released) */
+    bool unbilled;       /* settled by releasing the reservation: nothing computed, no row */
     bool ended;          /* everything the stream will say is queued */
     /* the stream's bytes, produced on the engine thread and the connection thread */
     char *q;
@@ -75,12 +96,17 @@ json_t *dz_job_chunk(gen_job *job, json_t *choices);
  * [from, to), finish reason (NULL: null). */
 json_t *dz_choice_delta(gen_choice *c, const char *text, size_t len, size_t lp_from, size_t lp_to,
                         const char *finish, bool role);
-/* The non-streamed choice object. */
-json_t *dz_choice_final(gen_choice *c);
+/* The whole non-streamed response body (JSON text, malloc'd, *len bytes),
+ * the logprobs written straight from the compact entries. NULL when out of
+ * memory. */
+char *dz_job_final_body(gen_job *job, size_t *len);
 /* {"prompt_tokens",...} of the job's totals. */
 json_t *dz_job_usage(gen_job *job);
 /* Appends "data: <json>\n\n" (json stolen) or raw bytes to the stream
- * queue and wakes the reader. Takes job->mu. */
+ * queue and wakes the reader. Takes job->mu. While the job is not settled,
+ * a queue that would hold more than max_queued_bytes unsent bytes marks the
+ * client slow instead: the event is dropped, the generation cancelled and
+ * the connection cut (the stream then settles as "cancelled"). */
 void dz_job_push(gen_job *job, json_t *event);
 void dz_job_push_raw(gen_job *job, const char *bytes, size_t n);
 

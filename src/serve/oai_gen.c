@@ -50,7 +50,14 @@ static void job_cancel(gen_job *job) {
     pthread_mutex_unlock(&job->mu);
 }
 
-static void job_cancel_active(dz_active *a) { job_cancel((gen_job *)(void *)a); }
+/* The drain's cancellation. */
+static void job_cancel_active(dz_active *a) {
+    gen_job *job = (gen_job *)(void *)a;
+    pthread_mutex_lock(&job->mu);
+    job->drained = true;
+    pthread_mutex_unlock(&job->mu);
+    job_cancel(job);
+}
 
 static void timed_wait(gen_job *job, int ms) {
     struct timespec ts;
@@ -67,7 +74,10 @@ static void wait_all_done(gen_job *job) {
 
 /* Bills the job once every choice is done: one usage row with the tokens the
  * engine computed, status "ok", "cancelled" (client gone, drain, timeout) or
- * "error". On failure the reservation is released and false returned. */
+ * "error". A job the engine refused part of (503) or the drain cancelled
+ * before any token of it was computed is not billed: its reservation is
+ * released, no row written (job->unbilled). On a billing failure the
+ * reservation is released and false returned. */
 static bool job_settle(gen_job *job) {
     dz_server *s = job->srv;
     const char *status = "ok";
@@ -87,6 +97,18 @@ static bool job_settle(gen_job *job) {
         dz_metrics_latency(s->metrics, ttft, tpot);
     }
     if (job->client_gone) status = "cancelled";
+    pthread_mutex_lock(&job->mu);
+    bool refused = job->drained || job->submit_failed;
+    pthread_mutex_unlock(&job->mu);
+    if (refused && job->prompt_tokens == 0 && job->cached_tokens == 0 && job->completion_tokens == 0) {
+        dz_ledger_release(s->ledger, job->resv);
+        job->resv = NULL;
+        pthread_mutex_lock(&job->mu);
+        job->settled = job->unbilled = true;
+        pthread_mutex_unlock(&job->mu);
+        dz_server_active_remove(s, &job->active);
+        return true;
+    }
     dz_usage_row row = {
         .request_id = job->id, .tenant = NULL, .key_id = 0, .model = s->model_name,
         .prompt_tokens = job->prompt_tokens, .cached_tokens = job->cached_tokens,
@@ -125,7 +147,10 @@ static bool any_finish(const gen_job *job, dz_finish f) {
  * chunk, [DONE] (or an error event when billing or the engine failed). */
 static void stream_finish(gen_job *job) {
     bool billed = job_settle(job);
-    if (!billed || any_finish(job, DZ_FINISH_ERROR)) {
+    if (job->unbilled) {
+        dz_job_push(job, dz_error_json(503, "server_shutting_down", NULL,
+                                       "The server is shutting down; nothing was computed or billed"));
+    } else if (!billed || any_finish(job, DZ_FINISH_ERROR)) {
         const char *msg = billed ? "The generation failed" : "The usage could not be recorded; nothing was billed";
         dz_job_push(job, dz_error_json(500, "internal_error", NULL, msg));
     } else {
@@ -152,6 +177,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     const double keepalive = s->cfg.idle_timeout_s / 2.0 < 15 ? s->cfg.idle_timeout_s / 2.0 : 15;
     pthread_mutex_lock(&job->mu);
     for (;;) {
+        if (job->slow_client) { /* cut: free_cb cancels and bills */
+            pthread_mutex_unlock(&job->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         if (job->q_off < job->q_len) {
             size_t n = job->q_len - job->q_off;
             if (n > max) n = max;
@@ -280,6 +309,26 @@ static int32_t max_tokens_of(const gen_job *job, int32_t p) {
     return job->oai->max_tokens ? job->oai->max_tokens : job->srv->n_ctx - job->n_prompt[p];
 }
 
+/* The response's logprob values, n x max_tokens x (1 + top_logprobs),
+ * must stay within max_logprob_entries (memory and body size). 400 naming
+ * the logprobs parameter otherwise. */
+static bool check_logprobs_size(gen_job *job, enum MHD_Result *ret) {
+    const dz_oai_request *o = job->oai;
+    if (!o->logprobs) return true;
+    int64_t entries = 0;
+    for (int i = 0; i < job->n_choices; i++)
+        entries += (int64_t)max_tokens_of(job, job->choices[i].prompt) * (1 + o->top_logprobs);
+    int64_t cap = job->srv->cfg.max_logprob_entries;
+    if (entries <= cap) return true;
+    const char *param = job->chat && o->top_logprobs > 0 ? "top_logprobs" : "logprobs";
+    *ret = dz_respond_error(job->req, 400, "invalid_request_error", param, 0,
+                            "%s: the response could hold %lld logprob values (n x max_tokens x (1 + top_logprobs)%s), "
+                            "more than this server's limit of %lld (max_logprob_entries); lower n, max_tokens or %s",
+                            param, (long long)entries, o->max_tokens ? "" : ", max_tokens defaulting to the context",
+                            (long long)cap, job->chat ? "top_logprobs" : "logprobs");
+    return false;
+}
+
 /* Quota and rate limits: (prompt + max_tokens) per choice. */
 static bool job_reserve(gen_job *job, enum MHD_Result *ret) {
     dz_req *r = job->req;
@@ -303,9 +352,10 @@ static bool job_reserve(gen_job *job, enum MHD_Result *ret) {
     case DZ_ADMIT_TPM:
         *ret = dz_respond_error(r, 429, "rate_limit_exceeded", NULL, retry, "Rate limit reached: tokens per minute");
         return false;
-    case DZ_ADMIT_TOO_LARGE:
-        *ret = dz_respond_error(r, 429, "rate_limit_exceeded", "max_tokens", 0,
-                                "The request (%lld tokens with max_tokens) is larger than the key's tokens per minute",
+    case DZ_ADMIT_TOO_LARGE: /* waiting cannot help: a client error, not a rate limit */
+        *ret = dz_respond_error(r, 400, "invalid_request_error", "max_tokens", 0,
+                                "The request may use %lld tokens ((prompt + max_tokens) x n), more than this key's "
+                                "tokens-per-minute limit admits; lower max_tokens or n",
                                 (long long)tokens);
         return false;
     default:
@@ -344,7 +394,7 @@ static bool job_submit(gen_job *job, enum MHD_Result *ret) {
     for (int i = 0; i < job->n_choices; i++) {
         gen_choice *c = &job->choices[i];
         dz_gen_request gr = {
-            .tenant = dz_hash_str(job->req->key.tenant), .prompt = job->prompts[c->prompt],
+            .tenant = dz_tenant_group(job->req->key.tenant), .prompt = job->prompts[c->prompt],
             .n_prompt = job->n_prompt[c->prompt], .max_tokens = max_tokens_of(job, c->prompt),
             .sampling = sampling_of(job, i), .ignore_eos = o->ignore_eos, .logprobs = o->logprobs,
             .top_logprobs = o->top_logprobs, .on_token = dz_choice_on_token, .on_done = on_done, .user = c,
@@ -358,13 +408,14 @@ static bool job_submit(gen_job *job, enum MHD_Result *ret) {
             snprintf(msg, sizeof msg, "%s", dz_last_error());
             pthread_mutex_lock(&job->mu);
             job->n_choices = i; /* the rest was never submitted */
+            job->submit_failed = true;
             pthread_mutex_unlock(&job->mu);
             job_cancel(job);
             pthread_mutex_lock(&job->mu);
             wait_all_done(job);
             pthread_mutex_unlock(&job->mu);
-            if (i > 0) job_settle(job);
-            else dz_server_active_remove(s, &job->active);
+            /* bills exactly what the choices already queued computed, or (nothing) releases */
+            job_settle(job);
             if (st == DZ_ERR_BUSY)
                 *ret = dz_respond_error(job->req, 503, "server_overloaded", NULL, 1, "The server is overloaded: %s", msg);
             else if (st == DZ_ERR_ARG) {
@@ -394,16 +445,19 @@ static enum MHD_Result respond_final(gen_job *job) {
         r->status = 499; /* nobody to answer */
         return MHD_NO;
     }
+    if (job->unbilled)
+        return dz_respond_error(r, 503, "server_shutting_down", NULL, 5,
+                                "The server is shutting down; nothing was computed or billed");
     if (!billed)
         return dz_respond_error(r, 500, "internal_error", NULL, 0, "The usage could not be recorded; nothing was billed");
     if (any_finish(job, DZ_FINISH_ERROR))
         return dz_respond_error(r, 500, "internal_error", NULL, 0, "The generation failed");
-    json_t *choices = json_array();
-    for (int i = 0; choices && i < job->n_choices; i++) json_array_append_new(choices, dz_choice_final(&job->choices[i]));
-    json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:o*,s:o*}", "id", job->id, "object",
-                             job->chat ? "chat.completion" : "text_completion", "created", (json_int_t)job->created,
-                             "model", job->srv->model_name, "choices", choices, "usage", dz_job_usage(job));
-    return body ? dz_respond_json(r, 200, body) : MHD_NO;
+    size_t len = 0;
+    char *body = dz_job_final_body(job, &len);
+    if (!body) return MHD_NO;
+    enum MHD_Result ret = dz_respond_text(r, 200, "application/json", body, len);
+    free(body);
+    return ret;
 }
 
 static enum MHD_Result handle_generation(dz_req *r, dz_oai_kind kind) {
@@ -429,6 +483,7 @@ static enum MHD_Result handle_generation(dz_req *r, dz_oai_kind kind) {
     }
     job->srv = s;
     job->req = r;
+    r->conn_serial = dz_conns_serial(s, r->conn);
     atomic_fetch_add(&r->refs, 1);
     job->oai = o;
     job->chat = kind == DZ_OAI_CHAT;
@@ -457,8 +512,11 @@ static enum MHD_Result handle_generation(dz_req *r, dz_oai_kind kind) {
                 goto out;
             }
         }
-    if (!job_reserve(job, &ret)) goto out;
-    dz_server_active_add(s, &job->active);
+    if (!check_logprobs_size(job, &ret) || !job_reserve(job, &ret)) goto out;
+    if (!dz_server_active_add(s, &job->active)) { /* the drain began meanwhile (job_free releases) */
+        ret = dz_respond_error(r, 503, "server_shutting_down", NULL, 5, "The server is shutting down");
+        goto out;
+    }
     if (job->stream && job->chat)
         for (int i = 0; i < job->n_choices; i++)
             dz_job_push(job, dz_choice_delta(&job->choices[i], "", 0, 0, 0, NULL, true));

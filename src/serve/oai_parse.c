@@ -337,11 +337,14 @@ static dz_status parse_logit_bias(json_t *root, const dz_oai_limits *lim, dz_oai
     const char *key;
     json_t *val;
     json_object_foreach(v, key, val) {
-        char *end;
-        long long id = strtoll(key, &end, 10);
-        if (!key[0] || *end || id < 0 || id >= lim->n_vocab)
-            return dz_oai_fail(err, "logit_bias", "logit_bias: key '%.40s' is not a token id of the vocabulary (0..%d)",
-                               key, lim->n_vocab - 1);
+        /* canonical decimal only ("7", not "07", "+7" or " 7"): one key per token, so biases cannot add up */
+        bool canonical = key[0] >= '0' && key[0] <= '9' && !(key[0] == '0' && key[1]) && strlen(key) <= 10;
+        for (const char *k = key; canonical && *k; k++) canonical = *k >= '0' && *k <= '9';
+        long long id = canonical ? strtoll(key, NULL, 10) : -1;
+        if (!canonical || id < 0 || id >= lim->n_vocab)
+            return dz_oai_fail(err, "logit_bias",
+                               "logit_bias: key '%.40s' is not a token id of the vocabulary (a decimal 0..%d without "
+                               "sign, spaces or leading zeros)", key, lim->n_vocab - 1);
         if (!json_is_number(val) || json_number_value(val) < -100 || json_number_value(val) > 100)
             return dz_oai_fail(err, "logit_bias", "logit_bias[%lld] must be a number in [-100, 100]", id);
         double b = json_number_value(val);

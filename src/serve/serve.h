@@ -45,6 +45,9 @@ typedef struct dz_serve_config {
     int32_t max_stop_bytes;         /* bytes per stop string: 256 */
     int32_t max_n;                  /* choices per request: 16 */
     int32_t max_prompts;            /* prompts / embedding inputs per request: 256 */
+    int64_t max_logprob_entries;    /* n x max_tokens x (1 + top_logprobs) per request: 262144 */
+    int64_t max_queued_bytes;       /* unsent stream bytes per request before the client counts as
+                                     * slow (cancelled, connection closed): 8 MiB */
 } dz_serve_config;
 
 /* Defaults as documented above (strings duplicated; may fail with NOMEM). */

@@ -87,11 +87,20 @@ void dz_conns_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                      enum MHD_ConnectionNotificationCode code); /* MHD_OPTION_NOTIFY_CONNECTION */
 /* handling true: the request is in (no receive deadline); false: the next one starts. */
 void dz_conns_set_handling(dz_server *s, struct MHD_Connection *c, bool handling);
+/* The serial number of a live connection (0: untracked), valid for
+ * dz_conns_cut after the connection may have closed. Connection thread only. */
+uint64_t dz_conns_serial(dz_server *s, struct MHD_Connection *c);
+/* Shuts down the socket of connection `serial` when it is still open (MHD
+ * then closes it and frees its response). Any thread; does not block. */
+void dz_conns_cut(dz_server *s, uint64_t serial);
 
 /* Stops the daemon (joining its threads) and the connection watchdog. */
 void dz_http_stop(dz_server *s);
 
-void dz_server_active_add(dz_server *s, dz_active *a);
+/* Registers a request holding engine work, unless the server drains (the
+ * check and the registration are one step under s->mu, so a drain cancels
+ * every request it lets in). Returns false when draining. */
+bool dz_server_active_add(dz_server *s, dz_active *a);
 void dz_server_active_remove(dz_server *s, dz_active *a);
 
 /* ---- one HTTP request (http.c) ---- */
@@ -105,6 +114,7 @@ typedef struct dz_req {
     char path[256];
     const char *route;       /* metrics label */
     char ip[64];
+    uint64_t conn_serial;    /* dz_conns_serial of its connection */
     double t_start;          /* dz_time_now() */
     char *body;
     size_t body_len, body_cap;
@@ -168,8 +178,10 @@ dz_oai_limits dz_server_limits(const dz_server *s);
 char *dz_utf8_sanitize(const char *src, size_t len, size_t *out_len);
 /* A JSON string of bytes that may hold invalid UTF-8 (replaced). */
 json_t *dz_json_text(const char *s, size_t len);
-/* FNV-1a 64 of a NUL-terminated string (tenant groups in the engine). */
-uint64_t dz_hash_str(const char *s);
+/* The engine's tenant group (prefix cache, fairness) of a tenant name: a
+ * number unique to the name in this process (never a hash, so two tenants
+ * can never share cached blocks). Thread-safe. */
+uint64_t dz_tenant_group(const char *name);
 /* n random bytes as 2n lower-case hex digits + NUL. */
 void dz_random_hex(char *out, size_t n_bytes);
 /* Unix time in seconds. */

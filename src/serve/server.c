@@ -9,13 +9,18 @@
 #include "dizuo/gguf.h"
 #include "serve/serve_impl.h"
 
-void dz_server_active_add(dz_server *s, dz_active *a) {
+bool dz_server_active_add(dz_server *s, dz_active *a) {
     pthread_mutex_lock(&s->mu);
+    if (atomic_load(&s->draining)) {
+        pthread_mutex_unlock(&s->mu);
+        return false;
+    }
     a->next = &s->active;
     a->prev = s->active.prev;
     s->active.prev->next = a;
     s->active.prev = a;
     pthread_mutex_unlock(&s->mu);
+    return true;
 }
 
 void dz_server_active_remove(dz_server *s, dz_active *a) {
@@ -153,7 +158,11 @@ static bool wait_idle(dz_server *s, double deadline) {
 
 void dz_server_drain(dz_server *s) {
     if (!s || s->stopped) return;
+    /* under s->mu: from here on dz_server_active_add refuses, so the cancel
+     * below reaches every request that holds engine work */
+    pthread_mutex_lock(&s->mu);
     atomic_store(&s->draining, true);
+    pthread_mutex_unlock(&s->mu);
     if (s->mhd) {
         if (!wait_idle(s, dz_time_now() + s->cfg.drain_timeout_s)) {
             dz_log(DZ_LOG_WARN, "serve: drain timeout (%d s): cancelling the running requests\n",

@@ -1,4 +1,5 @@
 /* Small helpers of the server: UTF-8 clean-up for JSON, ids, hashing. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,10 +62,32 @@ json_t *dz_json_text(const char *s, size_t len) {
     return v;
 }
 
-uint64_t dz_hash_str(const char *s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
+/* Tenant names seen by this process, in order of first use: a tenant's
+ * group is its index + 1, so no two tenants ever share one. */
+static pthread_mutex_t tenants_mu = PTHREAD_MUTEX_INITIALIZER;
+static char **tenants;
+static size_t n_tenants, tenants_cap;
+
+uint64_t dz_tenant_group(const char *name) {
+    pthread_mutex_lock(&tenants_mu);
+    size_t i = 0;
+    while (i < n_tenants && strcmp(tenants[i], name) != 0) i++;
+    if (i == n_tenants) {
+        char *copy = strdup(name);
+        if (n_tenants == tenants_cap) {
+            size_t cap = tenants_cap ? 2 * tenants_cap : 16;
+            char **grown = copy ? realloc(tenants, cap * sizeof *grown) : NULL;
+            if (grown) tenants = grown, tenants_cap = cap;
+        }
+        if (!copy || n_tenants == tenants_cap) { /* out of memory: a group no cache entry can match */
+            free(copy);
+            pthread_mutex_unlock(&tenants_mu);
+            return UINT64_MAX;
+        }
+        tenants[n_tenants++] = copy;
+    }
+    pthread_mutex_unlock(&tenants_mu);
+    return (uint64_t)i + 1;
 }
 
 void dz_random_hex(char *out, size_t n_bytes) {

@@ -63,8 +63,10 @@ static bool find_listening(dzt_server *s) {
     bool ok = false;
     if (p) {
         p += strlen(key);
-        const char *colon = strrchr(p, ':');
-        const char *eol = strchr(p, '\n');
+        /* the port's colon: the last one of this line (more lines may follow, e.g. a first admin key) */
+        const char *eol = strchr(p, '\n'), *colon = NULL;
+        for (const char *c = p; eol && c < eol; c++)
+            if (*c == ':') colon = c;
         /* the line must be complete (flushed up to its newline) */
         if (eol && colon && colon < eol && (size_t)(colon - p) < sizeof s->host) {
             memcpy(s->host, p, (size_t)(colon - p));
