@@ -27,6 +27,9 @@ struct dz_kv_pool {
     int32_t *ref;
     uint64_t *hash;         /* 0: unregistered */
     int32_t *lru_prev, *lru_next, lru_head, lru_tail, n_cached;
+    uint64_t *blk_tenant;   /* a registered block's tenant, */
+    int32_t *blk_parent;    /* the block before it in its sequence (-1: first), */
+    int32_t *blk_tokens;    /* and its tokens (block_size each): a hash hit is trusted only when all match */
     uint64_t *map_keys;     /* hash -> block, linear probing; key 0 = empty */
     int32_t *map_vals, map_mask;
     uint64_t queries, hits; /* full blocks looked up, found */
@@ -154,11 +157,15 @@ dz_status dz_kv_pool_create(dz_model *m, int32_t n_blocks, int32_t block_size, d
     p->hash = calloc((size_t)n_blocks, sizeof *p->hash);
     p->lru_prev = malloc((size_t)n_blocks * sizeof *p->lru_prev);
     p->lru_next = malloc((size_t)n_blocks * sizeof *p->lru_next);
+    p->blk_tenant = calloc((size_t)n_blocks, sizeof *p->blk_tenant);
+    p->blk_parent = calloc((size_t)n_blocks, sizeof *p->blk_parent);
+    p->blk_tokens = calloc((size_t)n_blocks * (size_t)block_size, sizeof *p->blk_tokens);
     p->map_keys = calloc((size_t)map_cap, sizeof *p->map_keys);
     p->map_vals = malloc((size_t)map_cap * sizeof *p->map_vals);
     p->lru_head = p->lru_tail = -1;
     dz_status st = DZ_OK;
-    if (!p->free_list || !p->ref || !p->hash || !p->lru_prev || !p->lru_next || !p->map_keys || !p->map_vals)
+    if (!p->free_list || !p->ref || !p->hash || !p->lru_prev || !p->lru_next || !p->map_keys || !p->map_vals ||
+        !p->blk_tenant || !p->blk_parent || !p->blk_tokens)
         st = dz_fail(DZ_ERR_NOMEM, "out of memory for the KV pool");
     if (!st) st = dz_kv_tensors_create(m, rows, "pool", &p->ctx, &p->buf, &p->k, &p->v);
     if (st) {
@@ -182,6 +189,9 @@ void dz_kv_pool_free(dz_kv_pool *p) {
     free(p->hash);
     free(p->lru_prev);
     free(p->lru_next);
+    free(p->blk_tenant);
+    free(p->blk_parent);
+    free(p->blk_tokens);
     free(p->map_keys);
     free(p->map_vals);
     free(p);
@@ -266,6 +276,14 @@ static dz_status record_tokens(dz_kv_seq *s, const int32_t *tokens, int32_t n) {
     return DZ_OK;
 }
 
+/* Whether cached block b holds exactly these tokens of this tenant after
+ * parent: a 64-bit hash match alone is never trusted across tenants. */
+static bool block_matches(const dz_kv_pool *p, int32_t b, uint64_t tenant, int32_t parent, const int32_t *tokens) {
+    const size_t B = (size_t)p->block_size;
+    return p->blk_tenant[b] == tenant && p->blk_parent[b] == parent &&
+           memcmp(p->blk_tokens + (size_t)b * B, tokens, B * sizeof *tokens) == 0;
+}
+
 /* Registers s's newly full blocks in the prefix cache (a block whose hash
  * another block already holds stays unregistered; the chain goes on). */
 static void register_full_blocks(dz_kv_seq *s) {
@@ -276,6 +294,10 @@ static void register_full_blocks(dz_kv_seq *s) {
         const int32_t b = s->blocks[s->n_hashed];
         if (p->hash[b] == 0 && map_get(p, h) < 0) {
             p->hash[b] = h;
+            p->blk_tenant[b] = s->tenant;
+            p->blk_parent[b] = s->n_hashed > 0 ? s->blocks[s->n_hashed - 1] : -1;
+            memcpy(p->blk_tokens + (size_t)b * (size_t)B, s->tokens + (size_t)s->n_hashed * (size_t)B,
+                   (size_t)B * sizeof *p->blk_tokens);
             map_put(p, h, b);
         }
         s->chain = h;
@@ -297,7 +319,8 @@ dz_status dz_kv_seq_create_cached(dz_kv_pool *p, uint64_t tenant, const int32_t 
         const uint64_t h = block_hash(s->chain, tenant, tokens + (size_t)i * (size_t)B, B);
         p->queries++;
         const int32_t b = map_get(p, h);
-        if (b < 0) break;
+        if (b < 0 || !block_matches(p, b, tenant, i > 0 ? s->blocks[i - 1] : -1, tokens + (size_t)i * (size_t)B))
+            break;
         st = grow_block_table(s, 1);
         if (!st) st = record_tokens(s, tokens + (size_t)i * (size_t)B, B);
         if (st) {
