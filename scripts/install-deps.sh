@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages dizuo needs to build and test, only those
 # missing. As root it runs apt-get; otherwise it prints the command to run.
 set -eu
-PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev libssl-dev"
+PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev libssl-dev libopenmpi-dev openmpi-bin"
 # The end-to-end tests of the server run on Node.js with npm (the openai
 # package, from tests/e2e/package-lock.json); Debian's nodejs when none is there.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

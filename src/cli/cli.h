@@ -22,6 +22,8 @@ int dz_cmd_keys(int argc, char **argv);
 int dz_cmd_usage(int argc, char **argv);
 int dz_cmd_serve(int argc, char **argv);
 int dz_cmd_train(int argc, char **argv);
+int dz_cmd_finetune(int argc, char **argv);
+int dz_cmd_lora_merge(int argc, char **argv);
 
 /* Argument helpers: print "dizuo <cmd>: <what> ..." on stderr and return false
  * on a malformed or out-of-range value. */

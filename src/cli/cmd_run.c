@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "dizuo/engine.h"
+#include "dizuo/lora.h"
 
 static const char *run_help =
     "usage: dizuo run -m MODEL -p PROMPT [options]\n"
@@ -29,12 +30,15 @@ static const char *run_help =
     "  -t, --threads N         CPU threads (default: the device's choice)\n"
     "  -c, --ctx-size N        context size (default: the model's, at most 4096)\n"
     "      --device NAME       device to run on (default cpu)\n"
+    "      --lora FILE         apply a LoRA adapter (llama.cpp's format)\n"
+    "      --lora-scale S      the adapter's user scale (default 1)\n"
     "      --no-echo           print only the generated text\n"
     "  -v, --verbose           model facts and timings on stderr\n"
     "  -h, --help              this help\n";
 
 typedef struct run_args {
-    const char *model, *prompt, *device;
+    const char *model, *prompt, *device, *lora;
+    double lora_scale;
     long long n_predict, threads, ctx;
     bool echo, verbose, seed_given;
     dz_sampler_params sp;
@@ -44,6 +48,7 @@ typedef struct run_args {
 static int parse(int argc, char **argv, run_args *a) {
     const char *cmd = "run";
     a->sp = dz_sampler_defaults();
+    a->lora_scale = 1;
     a->n_predict = 128;
     a->echo = true;
     for (int i = 1; i < argc; i++) {
@@ -61,6 +66,11 @@ static int parse(int argc, char **argv, run_args *a) {
             if (!(a->model = dz_arg_value(cmd, argc, argv, &i))) return DZ_EXIT_USAGE;
         } else if (!strcmp(o, "-p") || !strcmp(o, "--prompt")) {
             if (!(a->prompt = dz_arg_value(cmd, argc, argv, &i))) return DZ_EXIT_USAGE;
+        } else if (!strcmp(o, "--lora")) {
+            if (!(a->lora = dz_arg_value(cmd, argc, argv, &i))) return DZ_EXIT_USAGE;
+        } else if (!strcmp(o, "--lora-scale")) {
+            if (!(v = dz_arg_value(cmd, argc, argv, &i)) || !dz_arg_float(cmd, o, v, -1e6, 1e6, &a->lora_scale))
+                return DZ_EXIT_USAGE;
         } else if (!strcmp(o, "--device")) {
             if (!(a->device = dz_arg_value(cmd, argc, argv, &i))) return DZ_EXIT_USAGE;
         } else if (!strcmp(o, "-n") || !strcmp(o, "--n-predict")) {
@@ -207,6 +217,10 @@ int dz_cmd_run(int argc, char **argv) {
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
     if (dz_model_load(a.model, &mo, &model)) return dz_cli_error("run");
+    if (a.lora && dz_model_apply_lora(model, a.lora, (float)a.lora_scale)) {
+        dz_model_free(model);
+        return dz_cli_error("run");
+    }
     const dz_model_hparams *hp = dz_model_hparams_get(model);
     int32_t n_ctx = a.ctx ? (int32_t)a.ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     const dz_tokenizer *tok = dz_model_tokenizer(model);

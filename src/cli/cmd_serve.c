@@ -20,6 +20,7 @@ static void usage(FILE *out) {
             "usage: dizuo serve -m MODEL.gguf [--host 127.0.0.1] [--port 8080] [--db dizuo.db] [-t THREADS]\n"
             "                   [--parallel 8] [-c CTX] [--kv-blocks N] [--model-name NAME] [--config FILE.json]\n"
             "                   [--admin-key-file FILE] [--access-log FILE] [--chat-template NAME]\n"
+            "                   [--lora ADAPTER.gguf [--lora-scale S]]\n"
             "                   [--log-level error|warn|info|debug]\n"
             "\n"
             "Serves the model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models),\n"
@@ -43,6 +44,8 @@ static void usage(FILE *out) {
             "  --admin-key-file FILE   where the first admin key goes (mode 0600) instead of stdout\n"
             "  --access-log FILE       JSON access log (default: stderr)\n"
             "  --chat-template NAME    built-in template for models without one (default chatml)\n"
+            "  --lora FILE             apply a LoRA adapter (llama.cpp's adapter GGUF, e.g. from dizuo finetune)\n"
+            "  --lora-scale S          the adapter's scale (default 1)\n"
             "  --log-level LEVEL       error, warn, info (default) or debug\n"
             "  -h, --help              this text\n");
 }
@@ -77,6 +80,17 @@ static int parse_flags(int argc, char **argv, dz_serve_config *c) {
         else if (!strcmp(a, "--admin-key-file")) str = &c->admin_key_file;
         else if (!strcmp(a, "--access-log")) str = &c->access_log;
         else if (!strcmp(a, "--chat-template")) str = &c->chat_template;
+        else if (!strcmp(a, "--lora")) str = &c->lora;
+        else if (!strcmp(a, "--lora-scale")) {
+            if (!(v = dz_arg_value("serve", argc, argv, &i))) return DZ_EXIT_USAGE;
+            char *end = NULL;
+            c->lora_scale = strtod(v, &end);
+            if (end == v || *end || !(c->lora_scale >= 0 && c->lora_scale <= 100)) {
+                fprintf(stderr, "dizuo serve: --lora-scale must be a number in 0..100, got '%s'\n", v);
+                return DZ_EXIT_USAGE;
+            }
+            continue;
+        }
         else if (!strcmp(a, "--port")) num = &c->port, lo = 0, hi = 65535;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) num = &c->threads, lo = 0, hi = 1024;
         else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) num = &c->parallel, lo = 1, hi = 1024;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/train_mpi.h"
 #include "dizuo/train.h"
 
 static const char *train_help =
@@ -35,6 +36,8 @@ static const char *train_help =
     "      --grad-accum A        micro-steps per step (default 1): a step sees A x B rows\n"
     "      --no-shuffle          rows in stream order: row r starts at token r*T\n"
     "      --seed S              initialisation and shuffle seed (default 1234)\n"
+    "                            under `mpirun -np P` (builds with MPI) --batch is per rank:\n"
+    "                            P ranks train as one with batch P x B (docs/training.md)\n"
     "optimisation:\n"
     "      --steps N             optimizer steps (required)\n"
     "      --lr LR               peak learning rate (default 1e-3)\n"
@@ -191,7 +194,7 @@ static dz_status new_model(const train_args *a, dz_train_model **out) {
 }
 
 /* --resume: the checkpoint must be of the shape and run the command line asks for. */
-static dz_status check_resume(const train_args *a, const dz_train_model *m, const dz_train_state *s) {
+static dz_status check_resume(const train_args *a, const dz_train_model *m, const dz_train_state *s, int ranks) {
     const dz_train_config *c = dz_train_model_config(m);
     if (a->dim || a->layers || a->heads || a->ffn || a->ctx) {
         dz_train_config want;
@@ -207,10 +210,17 @@ static dz_status check_resume(const train_args *a, const dz_train_model *m, cons
                            c->n_ff, c->n_ctx, dz_train_arch_name(want.arch), want.n_embd, want.n_layer, want.n_head,
                            want.n_head_kv, want.n_ff, want.n_ctx);
     }
-    if ((a->batch_given && a->batch != s->batch) || (a->seq_given && a->seq != s->seq) ||
+    if (s->batch % ranks)
+        return dz_fail(DZ_ERR_ARG, "the checkpoint in %s has a batch of %d rows, which %d ranks cannot share",
+                       a->resume, s->batch, ranks);
+    if ((a->batch_given && a->batch * ranks != s->batch) || (a->seq_given && a->seq != s->seq) ||
         (a->accum_given && a->accum != s->grad_accum))
-        return dz_fail(DZ_ERR_ARG, "the checkpoint in %s was made with --batch %d --seq %d --grad-accum %d",
-                       a->resume, s->batch, s->seq, s->grad_accum);
+        return ranks > 1 ? dz_fail(DZ_ERR_ARG,
+                                   "the checkpoint in %s was made with a batch of %d rows in all (--batch %d on each "
+                                   "of %d ranks) --seq %d --grad-accum %d",
+                                   a->resume, s->batch, s->batch / ranks, ranks, s->seq, s->grad_accum)
+                         : dz_fail(DZ_ERR_ARG, "the checkpoint in %s was made with --batch %d --seq %d --grad-accum %d",
+                                   a->resume, s->batch, s->seq, s->grad_accum);
     if (a->seed_given && (uint64_t)a->seed != s->seed)
         return dz_fail(DZ_ERR_ARG, "the checkpoint in %s was made with --seed %llu", a->resume,
                        (unsigned long long)s->seed);
@@ -244,9 +254,38 @@ static void fmt_duration(double s, char *buf, size_t cap) {
     snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 }
 
+/* Data-parallel runs: what every rank must agree on (weights, moments,
+ * progress, data and optimizer settings), and the weights alone. */
+static uint64_t run_fingerprint(const train_args *a, dz_train_model *m, const dz_train_state *s,
+                                const dz_train_opts *o, bool shuffle) {
+    const size_t n = (size_t)dz_train_model_n_floats(m) * sizeof(float);
+    const int64_t ints[] = {(int64_t)n, s->batch, s->seq, s->grad_accum, s->step, s->row, (int64_t)s->seed,
+                            (int64_t)s->data_hash, a->steps, o->warmup, o->schedule, shuffle};
+    const float reals[] = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, o->clip};
+    uint64_t h = dz_dp_hash(0xcbf29ce484222325ull, ints, sizeof ints);
+    h = dz_dp_hash(h, reals, sizeof reals);
+    h = dz_dp_hash(h, dz_train_model_weights(m), n);
+    h = dz_dp_hash(h, dz_train_model_adam_m(m), n);
+    return dz_dp_hash(h, dz_train_model_adam_v(m), n);
+}
+
+static uint64_t weights_fingerprint(dz_train_model *m) {
+    return dz_dp_hash(0xcbf29ce484222325ull, dz_train_model_weights(m),
+                      (size_t)dz_train_model_n_floats(m) * sizeof(float));
+}
+
+/* " (P ranks x B rows)" for a data-parallel run, "" for one rank. */
+static const char *dp_note(const dz_dp *dp, int32_t B, char *buf, size_t cap) {
+    if (dp->size < 2) return "";
+    snprintf(buf, cap, " (%d ranks x %d rows)", dp->size, B);
+    return buf;
+}
+
 /* The whole run after the model exists; returns an exit code. */
-static int train(const train_args *a, dz_train_model *m, dz_train_state *s) {
-    const int32_t B = s->batch, T = s->seq, A = s->grad_accum;
+static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_dp *dp) {
+    /* G rows per micro-step over all ranks (the checkpoint's batch); this rank runs B of them */
+    const int32_t G = s->batch, B = G / dp->size, T = s->seq, A = s->grad_accum;
+    const bool lead = dp->rank == 0; /* rank 0 logs and writes; the others stay quiet */
     const bool shuffle = !a->no_shuffle;
     dz_train_data *data = NULL, *val = NULL;
     dz_trainer *tr = NULL;
@@ -266,6 +305,10 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s) {
     o.steps = (int32_t)a->steps;
     o.warmup = (int32_t)a->warmup;
     o.threads = (int32_t)a->threads;
+    if (dp->size > 1) {
+        o.reduce = dz_dp_reduce;
+        o.reduce_user = dp;
+    }
     const dz_train_config *c = dz_train_model_config(m);
     if (T > c->n_ctx) {
         fprintf(stderr, "dizuo train: --seq %d exceeds the model's context of %d\n", T, c->n_ctx);
@@ -276,9 +319,9 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s) {
         goto done;
     }
     const int64_t n_tokens = dz_train_data_n_tokens(data);
-    if (n_tokens < (int64_t)B * T + 1) {
+    if (n_tokens < (int64_t)G * T + 1) {
         fprintf(stderr, "dizuo train: %s: %lld tokens; one batch of %d rows x %d tokens needs at least %lld\n", a->data,
-                (long long)n_tokens, B, T, (long long)B * T + 1);
+                (long long)n_tokens, G, T, (long long)G * T + 1);
         goto done;
     }
     if (a->resume && s->data_hash != dz_train_data_hash(data)) {
@@ -290,15 +333,21 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s) {
         dz_cli_error(CMD);
         goto done;
     }
-    if (a->log && !(log = fopen(a->log, a->resume ? "a" : "w"))) {
+    if (lead && a->log && !(log = fopen(a->log, a->resume ? "a" : "w"))) {
         fprintf(stderr, "dizuo train: %s: cannot write the log\n", a->log);
         goto done;
     }
     int64_t n_floats = dz_train_model_n_floats(m);
-    fprintf(stderr, "train: %s, %lld parameters, %lld tokens, %d x %d x %d tokens per step, steps %lld..%lld\n",
-            dz_train_arch_name(c->arch), (long long)n_floats, (long long)n_tokens, A, B, T, (long long)s->step + 1,
-            a->steps);
-    const bool tty = isatty(STDERR_FILENO);
+    if (!dz_dp_same(dp, run_fingerprint(a, m, s, &o, shuffle), "at the start")) {
+        dp->together = true;
+        goto done;
+    }
+    char note[64];
+    if (lead)
+        fprintf(stderr, "train: %s, %lld parameters, %lld tokens, %d x %d x %d tokens per step%s, steps %lld..%lld\n",
+                dz_train_arch_name(c->arch), (long long)n_floats, (long long)n_tokens, A, G, T, dp_note(dp, B, note, sizeof note),
+                (long long)s->step + 1, a->steps);
+    const bool tty = lead && isatty(STDERR_FILENO);
     const int64_t first = s->step, every = a->steps / 20 > 0 ? a->steps / 20 : 1;
     const double t_start = dz_time_now();
     int64_t last_saved = a->resume ? s->step : -1;
@@ -307,8 +356,8 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s) {
         dz_trainer_zero_grad(tr);
         for (int32_t k = 0; k < A; k++) {
             for (int32_t b = 0; b < B; b++)
-                dz_train_data_row(data, s->row + (int64_t)k * B + b, T, shuffle, s->seed, in + (int64_t)b * T,
-                                  tg + (int64_t)b * T);
+                dz_train_data_row(data, s->row + (int64_t)k * G + (int64_t)dp->rank * B + b, T, shuffle, s->seed,
+                                  in + (int64_t)b * T, tg + (int64_t)b * T);
             if (dz_trainer_backward(tr, in, tg, B, NULL)) {
                 dz_cli_error(CMD);
                 goto done;
@@ -316,28 +365,34 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s) {
         }
         dz_train_stats st;
         if (dz_trainer_update(tr, step, &st)) {
+            dp->together = true; /* every rank fails alike (same reduced gradients); rank 0 tells */
+            if (!lead) goto done;
             fprintf(stderr, "%sdizuo train: %s\n", tty ? "\n" : "", dz_last_error());
             if (last_saved >= 0) fprintf(stderr, "dizuo train: the last good checkpoint is %s (step %lld)\n", ckpt, (long long)last_saved);
             else fprintf(stderr, "dizuo train: no checkpoint was written (use --save-every)\n");
             goto done;
         }
-        s->row += (int64_t)A * B;
+        s->row += (int64_t)A * G;
         s->step = step + 1;
         losses[step] = (float)st.loss;
-        double now = dz_time_now(), tps = (double)A * B * T / (now - t0 > 1e-9 ? now - t0 : 1e-9);
+        double now = dz_time_now(), tps = (double)A * G * T / (now - t0 > 1e-9 ? now - t0 : 1e-9);
         if (log) {
             fprintf(log, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f}\n",
                     (long long)step + 1, st.loss, st.lr, st.grad_norm, tps);
             fflush(log);
         }
-        if (tty || (step + 1) % every == 0 || step + 1 == a->steps) {
+        if (lead && (tty || (step + 1) % every == 0 || step + 1 == a->steps)) {
             char eta[32];
             fmt_duration((now - t_start) / (double)(step + 1 - first) * (double)(a->steps - step - 1), eta, sizeof eta);
             fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.3g  %.0f tok/s  ETA %s%s", tty ? "\r" : "",
                     (long long)step + 1, a->steps, st.loss, st.lr, tps, eta, tty ? "  " : "\n");
         }
         if (a->save_every && s->step % a->save_every == 0) {
-            if (dz_train_checkpoint_save(m, s, ckpt)) {
+            if (!dz_dp_same(dp, weights_fingerprint(m), "after a step")) {
+                dp->together = true;
+                goto done;
+            }
+            if (lead && dz_train_checkpoint_save(m, s, ckpt)) {
                 dz_cli_error(CMD);
                 goto done;
             }
@@ -345,7 +400,11 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s) {
         }
     }
     if (tty) fputc('\n', stderr);
-    if (val) {
+    if (!dz_dp_same(dp, weights_fingerprint(m), "at the end")) {
+        dp->together = true;
+        goto done;
+    }
+    if (val && lead) {
         int64_t rows = dz_train_data_n_tokens(val) / T;
         rows = rows < 1 ? 1 : rows > 64 ? 64 : rows;
         double sum = 0, l;
@@ -360,7 +419,7 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s) {
         fprintf(stderr, "validation loss %.4f (%lld rows of %s)\n", sum / (double)rows, (long long)rows, a->val);
         if (log) fprintf(log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)s->step, sum / (double)rows);
     }
-    if (a->out) {
+    if (a->out && lead) {
         dz_type type = a->out_type && !strcmp(a->out_type, "f16") ? DZ_TYPE_F16 : DZ_TYPE_F32;
         if (!dz_train_model_tokenizer(m))
             fprintf(stderr, "dizuo train: warning: the model has no tokenizer; %s holds weights only\n", a->out);
@@ -396,20 +455,26 @@ int dz_cmd_train(int argc, char **argv) {
     memset(&a, 0, sizeof a);
     int rc = parse(argc, argv, &a);
     if (rc >= 0) return rc;
+    dz_dp dp;
+    if (!dz_dp_init(&dp)) return DZ_EXIT_ERROR;
+    if (a.batch * dp.size > INT32_MAX) {
+        fprintf(stderr, "dizuo train: --batch %lld on %d ranks is too large a batch\n", a.batch, dp.size);
+        return dz_dp_finish(&dp, DZ_EXIT_USAGE);
+    }
     dz_train_model *m = NULL;
     dz_train_state s;
     memset(&s, 0, sizeof s);
     dz_status st;
     if (a.resume) {
         st = dz_train_checkpoint_load(a.resume, &m, &s);
-        if (!st) st = check_resume(&a, m, &s);
+        if (!st) st = check_resume(&a, m, &s, dp.size);
     } else {
         st = a.init ? dz_train_model_load(a.init, &m) : new_model(&a, &m);
         if (!st && a.init && a.arch && dz_train_arch_from_name(a.arch) != (int)dz_train_model_config(m)->arch)
             st = dz_fail(DZ_ERR_ARG, "%s is a %s model, not %s", a.init,
                          dz_train_arch_name(dz_train_model_config(m)->arch), a.arch);
         s.seed = (uint64_t)a.seed;
-        s.batch = (int32_t)a.batch;
+        s.batch = (int32_t)(a.batch * dp.size); /* the global batch: as one rank with that batch */
         s.grad_accum = (int32_t)a.accum;
         if (!st) {
             int32_t n_ctx = dz_train_model_config(m)->n_ctx;
@@ -418,9 +483,9 @@ int dz_cmd_train(int argc, char **argv) {
     }
     if (st) {
         dz_train_model_free(m);
-        return dz_cli_error(CMD);
+        return dz_dp_finish(&dp, dz_cli_error(CMD));
     }
-    rc = train(&a, m, &s);
+    rc = train(&a, m, &s, &dp);
     dz_train_model_free(m);
-    return rc;
+    return dz_dp_finish(&dp, rc);
 }

@@ -24,6 +24,8 @@ static const command commands[] = {
     {"usage", dz_cmd_usage, "token usage per tenant from the ledger"},
     {"serve", dz_cmd_serve, "the OpenAI-compatible model service with keys, quotas and a usage ledger"},
     {"train", dz_cmd_train, "pretrain or continue training a llama or gpt2 model"},
+    {"finetune", dz_cmd_finetune, "train a LoRA adapter on a frozen (possibly quantized) base model"},
+    {"lora-merge", dz_cmd_lora_merge, "fold a LoRA adapter into its base model"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

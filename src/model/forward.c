@@ -132,23 +132,23 @@ void dz_layer_qkv(dz_ctx *ctx, const dz_model *m, const dz_layer *l, dz_tensor *
     const dz_model_hparams *hp = &m->hp;
     const int32_t hd = hp->head_dim;
     dz_tensor *h = dz_model_norm(ctx, m, x, l->attn_norm, l->attn_norm_b);
-    *q = rope(ctx, m, dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wq, h), l->bq), hd, hp->n_head, T), pos);
-    *k = rope(ctx, m, dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wk, h), l->bk), hd, hp->n_head_kv, T),
+    *q = rope(ctx, m, dz_reshape_3d(ctx, add_bias(ctx, dz_lora_mul_mat(ctx, l->wq, &l->lora[DZ_LORA_Q], h), l->bq), hd, hp->n_head, T), pos);
+    *k = rope(ctx, m, dz_reshape_3d(ctx, add_bias(ctx, dz_lora_mul_mat(ctx, l->wk, &l->lora[DZ_LORA_K], h), l->bk), hd, hp->n_head_kv, T),
               pos);
-    *v = dz_reshape_3d(ctx, add_bias(ctx, dz_mul_mat(ctx, l->wv, h), l->bv), hd, hp->n_head_kv, T);
+    *v = dz_reshape_3d(ctx, add_bias(ctx, dz_lora_mul_mat(ctx, l->wv, &l->lora[DZ_LORA_V], h), l->bv), hd, hp->n_head_kv, T);
 }
 
 dz_tensor *dz_layer_finish(dz_ctx *ctx, const dz_model *m, const dz_layer *l, dz_tensor *x, dz_tensor *a) {
     const dz_model_hparams *hp = &m->hp;
     a = dz_reshape_2d(ctx, a, (int64_t)hp->head_dim * hp->n_head, a ? a->ne[2] : 1);
-    x = dz_add(ctx, x, add_bias(ctx, dz_mul_mat(ctx, l->wo, a), l->bo));
+    x = dz_add(ctx, x, add_bias(ctx, dz_lora_mul_mat(ctx, l->wo, &l->lora[DZ_LORA_O], a), l->bo));
     dz_tensor *h = dz_model_norm(ctx, m, x, l->ffn_norm, l->ffn_norm_b);
     dz_tensor *f;
     if (m->arch == DZ_ARCH_GPT2)
-        f = dz_gelu(ctx, add_bias(ctx, dz_mul_mat(ctx, l->ffn_up, h), l->ffn_up_b));
+        f = dz_gelu(ctx, add_bias(ctx, dz_lora_mul_mat(ctx, l->ffn_up, &l->lora[DZ_LORA_UP], h), l->ffn_up_b));
     else
-        f = dz_swiglu(ctx, dz_mul_mat(ctx, l->ffn_gate, h), dz_mul_mat(ctx, l->ffn_up, h));
-    return dz_add(ctx, x, add_bias(ctx, dz_mul_mat(ctx, l->ffn_down, f), l->ffn_down_b));
+        f = dz_swiglu(ctx, dz_lora_mul_mat(ctx, l->ffn_gate, &l->lora[DZ_LORA_GATE], h), dz_lora_mul_mat(ctx, l->ffn_up, &l->lora[DZ_LORA_UP], h));
+    return dz_add(ctx, x, add_bias(ctx, dz_lora_mul_mat(ctx, l->ffn_down, &l->lora[DZ_LORA_DOWN], f), l->ffn_down_b));
 }
 
 bool dz_graph_add_stores(dz_ctx *ctx, dz_graph **g, dz_tensor *k_store, dz_tensor *v_store) {

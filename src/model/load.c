@@ -260,6 +260,7 @@ void dz_model_free(dz_model *m) {
     if (!m) return;
     dz_ctx_destroy(m->gctx);
     dz_ctx_destroy(m->wctx);
+    dz_model_lora_free(m->lora);
     free(m->layers);
     dz_buffer_free(m->weights);
     dz_sched_destroy(m->sched);

@@ -12,6 +12,18 @@ typedef enum dz_arch {
     DZ_ARCH_GPT2,  /* LayerNorm with bias, learned positions, GELU, biases everywhere, no rope */
 } dz_arch;
 
+/* A LoRA pair on one projection (src/model/lora.c): y = W x + scale * B (A x),
+ * A (in, r), B (r, out), F32. Unset (a NULL) on most projections. */
+typedef struct dz_lora_pair {
+    dz_tensor *a, *b;
+    float scale;
+} dz_lora_pair;
+enum { DZ_LORA_Q, DZ_LORA_K, DZ_LORA_V, DZ_LORA_O, DZ_LORA_GATE, DZ_LORA_UP, DZ_LORA_DOWN, DZ_LORA_SLOTS };
+/* W x, plus the LoRA term of p when p->a is set. */
+dz_tensor *dz_lora_mul_mat(dz_ctx *ctx, dz_tensor *w, const dz_lora_pair *p, dz_tensor *x);
+struct dz_model_lora;
+void dz_model_lora_free(struct dz_model_lora *l); /* NULL is a no-op */
+
 /* One layer's weights. gpt2's fused attn_qkv is bound as three tensors over
  * its thirds (wq, wk, wv and bq, bk, bv), so every architecture projects
  * the same way. */
@@ -24,6 +36,7 @@ typedef struct dz_layer {
     dz_tensor *ffn_gate;                  /* (n_embd, n_ff); NULL for gpt2 */
     dz_tensor *ffn_up, *ffn_up_b;         /* (n_embd, n_ff), (n_ff) or NULL */
     dz_tensor *ffn_down, *ffn_down_b;     /* (n_ff, n_embd), (n_embd) or NULL */
+    dz_lora_pair lora[DZ_LORA_SLOTS];     /* the applied adapter's pairs (zero: none) */
 } dz_layer;
 
 struct dz_model {
@@ -42,6 +55,7 @@ struct dz_model {
     dz_layer *layers;
     size_t weight_bytes;
     dz_ctx *gctx;        /* headers of one forward pass, reset per call */
+    struct dz_model_lora *lora; /* the applied LoRA adapter (lora.c) or NULL */
 };
 
 struct dz_kv_cache {

@@ -35,6 +35,7 @@ dz_status dz_serve_config_init(dz_serve_config *c) {
     c->max_prompts = 256;
     c->max_logprob_entries = 262144;
     c->max_queued_bytes = 8 << 20;
+    c->lora_scale = 1.0;
     if (dz_serve_config_set_str(&c->host, "127.0.0.1") || dz_serve_config_set_str(&c->db, "dizuo.db")) {
         dz_serve_config_clear(c);
         return DZ_ERR_NOMEM;
@@ -45,7 +46,7 @@ dz_status dz_serve_config_init(dz_serve_config *c) {
 void dz_serve_config_clear(dz_serve_config *c) {
     if (!c) return;
     char **strs[] = {&c->model, &c->model_name, &c->host, &c->db, &c->chat_template, &c->admin_key_file,
-                     &c->access_log};
+                     &c->access_log, &c->lora};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -55,12 +56,12 @@ void dz_serve_config_clear(dz_serve_config *c) {
 dz_status dz_serve_config_copy(dz_serve_config *dst, const dz_serve_config *src) {
     *dst = *src;
     dst->model = dst->model_name = dst->host = dst->db = dst->chat_template = dst->admin_key_file =
-        dst->access_log = NULL;
+        dst->access_log = dst->lora = NULL;
     if (dz_serve_config_set_str(&dst->model, src->model) || dz_serve_config_set_str(&dst->model_name, src->model_name) ||
         dz_serve_config_set_str(&dst->host, src->host) || dz_serve_config_set_str(&dst->db, src->db) ||
         dz_serve_config_set_str(&dst->chat_template, src->chat_template) ||
         dz_serve_config_set_str(&dst->admin_key_file, src->admin_key_file) ||
-        dz_serve_config_set_str(&dst->access_log, src->access_log)) {
+        dz_serve_config_set_str(&dst->access_log, src->access_log) || dz_serve_config_set_str(&dst->lora, src->lora)) {
         dz_serve_config_clear(dst);
         return DZ_ERR_NOMEM;
     }
@@ -84,6 +85,7 @@ typedef struct int_key {
 static const str_key str_keys[] = {
     SK("model", model), SK("model_name", model_name), SK("host", host), SK("db", db),
     SK("chat_template", chat_template), SK("admin_key_file", admin_key_file), SK("access_log", access_log),
+    SK("lora", lora),
 };
 static const int_key int_keys[] = {
     IK("port", port, 0, 65535),
@@ -116,6 +118,12 @@ static dz_status set_key(dz_serve_config *c, const char *path, const char *key, 
         if (strcmp(key, str_keys[i].name)) continue;
         if (!json_is_string(v)) return dz_fail(DZ_ERR_ARG, "%s: \"%s\" must be a string", path, key);
         return dz_serve_config_set_str((char **)((char *)c + str_keys[i].offset), json_string_value(v));
+    }
+    if (!strcmp(key, "lora_scale")) {
+        if (!json_is_number(v) || !(json_number_value(v) >= 0 && json_number_value(v) <= 100))
+            return dz_fail(DZ_ERR_ARG, "%s: \"lora_scale\" must be a number in 0..100", path);
+        c->lora_scale = json_number_value(v);
+        return DZ_OK;
     }
     if (!strcmp(key, "log_level") && json_is_string(v)) {
         for (int l = 0; l < 4; l++)
@@ -170,5 +178,6 @@ dz_status dz_serve_config_check(const dz_serve_config *c) {
     }
     if (!c->host || !c->host[0]) return dz_fail(DZ_ERR_ARG, "host is required");
     if (!c->db || !c->db[0]) return dz_fail(DZ_ERR_ARG, "db is required");
+    if (!(c->lora_scale >= 0 && c->lora_scale <= 100)) return dz_fail(DZ_ERR_ARG, "lora_scale must be in 0..100");
     return DZ_OK;
 }

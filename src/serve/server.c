@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "dizuo/gguf.h"
+#include "dizuo/lora.h"
 #include "serve/serve_impl.h"
 
 bool dz_server_active_add(dz_server *s, dz_active *a) {
@@ -75,6 +76,7 @@ static dz_status load_model(dz_server *s) {
     dz_model_options mo = {.device = NULL, .n_threads = c->threads};
     dz_status st = dz_model_load(c->model, &mo, &s->model);
     if (st) return st;
+    if (c->lora && (st = dz_model_apply_lora(s->model, c->lora, (float)c->lora_scale))) return st;
     s->tok = dz_model_tokenizer(s->model);
     const dz_model_hparams *hp = dz_model_hparams_get(s->model);
     s->n_vocab = hp->n_vocab;
