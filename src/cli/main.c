@@ -33,7 +33,7 @@ static void usage(FILE *out) {
     fprintf(out, "usage: dizuo <command> [options]   (dizuo <command> --help for details)\n\n"
                  "commands:\n");
     for (int i = 0; i < N_COMMANDS; i++)
-        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv) {
