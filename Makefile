@@ -1,11 +1,12 @@
 # Thin driver over CMake. `make` builds build/dizuo and libdizuo; `make test`
 # runs every test through CTest; `make run MODEL=... PROMPT=...` generates;
-# `make serve [MODEL=...] [ARGS=...]` serves the model on 127.0.0.1:8080.
+# `make serve [MODEL=...] [ARGS=...]` serves the model on 127.0.0.1:8080;
+# `make model` retrains the shipped model (models/dizuo-tang.gguf).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test asan asan-test fuzz run serve clean
+.PHONY: all deps build test asan asan-test fuzz run serve model clean
 
 all: build
 
@@ -33,22 +34,23 @@ fuzz:
 	cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DDZ_FUZZ=ON -DDZ_TESTS=OFF -DCMAKE_C_COMPILER=clang
 	cmake --build build-fuzz -j $(JOBS)
 
-# The model when MODEL is not given: the tiny story model of ../shared when
-# it is there (dizuo ships no model of its own yet).
-DEFAULT_MODEL := $(wildcard ../shared/models/stories260K.gguf)
+# The model when MODEL is not given: the one dizuo trained itself and ships
+# (classical Chinese verse; models/README.md; `make model` retrains it).
+DEFAULT_MODEL := models/dizuo-tang.gguf
 MODEL ?= $(DEFAULT_MODEL)
+DEFAULT_PROMPT := $(if $(filter $(DEFAULT_MODEL),$(MODEL)),床前明月光，,Once upon a time)
 
 run: build
-	@if [ -z "$(MODEL)" ]; then \
-	  echo "make run: MODEL is required, e.g. make run MODEL=path/to/model.gguf PROMPT=\"Once upon a time\" (dizuo ships no model yet)" >&2; \
-	  exit 2; fi
-	$(BUILD)/dizuo run -m "$(MODEL)" -p "$(if $(PROMPT),$(PROMPT),Once upon a time)" $(ARGS)
+	@if [ ! -f "$(MODEL)" ]; then echo "make run: no model at $(MODEL) (give MODEL=path/to/model.gguf)" >&2; exit 2; fi
+	$(BUILD)/dizuo run -m "$(MODEL)" -p "$(if $(PROMPT),$(PROMPT),$(DEFAULT_PROMPT))" $(ARGS)
 
 serve: build
-	@if [ -z "$(MODEL)" ]; then \
-	  echo "make serve: MODEL is required, e.g. make serve MODEL=path/to/model.gguf (dizuo ships no model yet)" >&2; \
-	  exit 2; fi
+	@if [ ! -f "$(MODEL)" ]; then echo "make serve: no model at $(MODEL) (give MODEL=path/to/model.gguf)" >&2; exit 2; fi
 	$(BUILD)/dizuo serve -m "$(MODEL)" $(ARGS)
+
+# Retrains the shipped model from Debian's fortunes-zh (about 20 minutes on 2 cores).
+model: build
+	scripts/make-model.sh
 
 clean:
 	rm -rf build build-asan build-fuzz
