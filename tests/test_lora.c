@@ -247,8 +247,54 @@ static void test_bad(void) {
     free(out);
 }
 
+/* gpt2 (fused attn_qkv, no gate): adapters on all four of its projections
+ * apply at inference as they merge. Base: the PyTorch reference gpt2 of
+ * tests/data/train (16 learned positions, so 12 tokens here). */
+static void test_gpt2_targets(void) {
+    char g2[512];
+    const char *src = getenv("DZ_SOURCE_DIR");
+    snprintf(g2, sizeof g2, "%s/tests/data/train/gpt2-tiny.gguf", src ? src : ".");
+    dz_lora_trainer *tr = trainer(g2, "attn_qkv,attn_output,ffn_up,ffn_down", 1e-2f);
+    if (!tr) return;
+    const int32_t V = dz_model_hparams_get(dz_lora_trainer_base(tr))->n_vocab;
+    int32_t in[2 * T], tg[2 * T], ids[12];
+    tokens(in, 2 * T, V, 5);
+    for (int i = 0; i < 2 * T; i++) tg[i] = (in[i] * 5 + 3) % V;
+    tokens(ids, 12, V, 6);
+    for (int step = 0; step < 5; step++) {
+        dz_train_stats st;
+        dz_lora_trainer_zero_grad(tr);
+        DZT_OK(dz_lora_trainer_backward(tr, in, tg, 2, NULL));
+        DZT_OK(dz_lora_trainer_update(tr, step, &st));
+    }
+    DZT_OK(dz_lora_trainer_save(tr, adapter));
+    DZT_OK(dz_lora_merge(g2, adapter, 1.0f, DZ_TYPE_F32, merged));
+    float *la = malloc(12 * (size_t)V * sizeof(float)), *lm = malloc(12 * (size_t)V * sizeof(float));
+    const char *models[2] = {g2, merged}, *loras[2] = {adapter, NULL};
+    float *outs[2] = {la, lm};
+    for (int k = 0; k < 2 && la && lm; k++) {
+        dz_model_options mo = {.n_threads = 1};
+        dz_model *m = NULL;
+        dz_kv_cache *kv = NULL;
+        DZT_OK(dz_model_load(models[k], &mo, &m));
+        if (!m) break;
+        if (loras[k]) DZT_OK(dz_model_apply_lora(m, loras[k], 1.0f));
+        DZT_OK(dz_kv_cache_create(m, 12, &kv));
+        DZT_OK(dz_model_forward(m, kv, ids, 12, 0, outs[k], true));
+        dz_kv_cache_free(kv);
+        dz_model_free(m);
+    }
+    double worst = 0;
+    for (size_t i = 0; la && lm && i < 12 * (size_t)V; i++) worst = fmax(worst, fabs((double)la[i] - lm[i]));
+    DZT_CHECK(worst <= 1e-4, "gpt2 adapter (qkv, output, up, down) vs merged: max |dlogit| %g", worst);
+    free(la);
+    free(lm);
+    dz_lora_trainer_free(tr);
+}
+
 int main(void) {
     make_base();
+    test_gpt2_targets();
     test_gradient();
     test_train_merge(base);
     test_train_merge(f32);

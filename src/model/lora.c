@@ -213,7 +213,10 @@ static bool slot_of(const dz_model *m, const char *name, int32_t *layer, int *sl
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
         if (!strcmp(kind, kinds[k].kind)) {
             *fused = !strcmp(kind, "attn_qkv");
-            if (*fused != (m->arch == DZ_ARCH_GPT2)) return false;
+            const bool gpt2 = m->arch == DZ_ARCH_GPT2;
+            /* gpt2 has a fused attn_qkv and no gate; the others separate q, k, v */
+            if (gpt2 ? (kinds[k].slot == DZ_LORA_GATE || (!*fused && kinds[k].slot <= DZ_LORA_V)) : *fused)
+                return false;
             *layer = l;
             *slot = kinds[k].slot;
             return true;

@@ -183,6 +183,13 @@ dz_status dz_train_model_export(const dz_train_model *m, const char *path, dz_ty
         } else {
             st = dz_gguf_writer_add_tensor(w, p->name, DZ_TYPE_F32, p->n_dims, p->ne, src);
         }
+        /* GPT-2's output is tied, but llama.cpp's loader requires output.weight
+         * (its converter writes a copy of the embedding): write one too. */
+        if (!st && m->cfg.arch == DZ_TRAIN_GPT2 && !strcmp(p->name, "token_embd.weight")) {
+            const bool f16 = out_type == DZ_TYPE_F16;
+            st = dz_gguf_writer_add_tensor(w, "output.weight", f16 ? DZ_TYPE_F16 : DZ_TYPE_F32, p->n_dims, p->ne,
+                                           f16 ? (const void *)half : (const void *)src);
+        }
     }
     free(half);
     if (!st) st = dz_gguf_writer_write_file(w, path);
