@@ -16,6 +16,7 @@ struct dz_trainer {
     dz_buffer *wbuf;   /* wraps m->w: the graph reads the master weights in place */
     dz_train_graph g;
     float *scratch;    /* one parameter's row gradient */
+    int host_threads;  /* threads of the host-side passes */
     int32_t *pos;      /* 0..T-1 */
     int64_t rows;      /* rows since zero_grad */
     double loss_sum;   /* sum of their mean losses */
@@ -76,6 +77,7 @@ dz_status dz_trainer_create(dz_train_model *m, const dz_train_opts *o, dz_traine
     tr->m = m;
     tr->o = *o;
     tr->T = o->seq;
+    tr->host_threads = dz_train_par_threads(o->threads);
     int64_t largest = 1;
     for (int32_t i = 0; i < m->n_params; i++)
         if (m->params[i].n > largest) largest = m->params[i].n;
@@ -129,6 +131,59 @@ static dz_status check_ids(const dz_trainer *tr, const int32_t *ids, int64_t n, 
     return DZ_OK;
 }
 
+/* ---- host-side passes, run on dz_train_par's threads ---- */
+
+typedef struct add_ctx { float *dst; const float *src; } add_ctx;
+static void add_range(void *ctx, int64_t lo, int64_t hi, int ith) {
+    (void)ith;
+    add_ctx *a = ctx;
+    for (int64_t j = lo; j < hi; j++) a->dst[j] += a->src[j];
+}
+
+typedef struct scale_ctx { float *g; float s; } scale_ctx;
+static void scale_range(void *ctx, int64_t lo, int64_t hi, int ith) {
+    (void)ith;
+    scale_ctx *c = ctx;
+    for (int64_t j = lo; j < hi; j++) c->g[j] *= c->s;
+}
+
+typedef struct norm_ctx { const float *g; double partial[64]; } norm_ctx;
+static void norm_range(void *ctx, int64_t lo, int64_t hi, int ith) {
+    norm_ctx *c = ctx;
+    double acc[4] = {0, 0, 0, 0}; /* four chains: the adds do not wait on one another */
+    int64_t j = lo;
+    for (; j + 4 <= hi; j += 4)
+        for (int k = 0; k < 4; k++) acc[k] += (double)c->g[j + k] * c->g[j + k];
+    for (; j < hi; j++) acc[0] += (double)c->g[j] * c->g[j];
+    c->partial[ith] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+/* Clipping and AdamW over the flat range [lo, hi) of every trainable
+ * parameter in it (as torch.optim.AdamW: decoupled decay on 2-D weights). */
+typedef struct adamw_ctx {
+    dz_train_model *m;
+    bool clip;
+    float coef, b1, b2, eps, step_size, bc2s, decay;
+} adamw_ctx;
+static void adamw_range(void *ctx, int64_t lo, int64_t hi, int ith) {
+    (void)ith;
+    const adamw_ctx *c = ctx;
+    const dz_train_model *m = c->m;
+    for (int32_t i = 0; i < m->n_params; i++) {
+        const dz_train_param *p = &m->params[i];
+        const int64_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->n < hi ? p->offset + p->n : hi;
+        if (!p->trainable || a >= b) continue;
+        float *w = m->w, *g = m->g, *mm = m->m, *vv = m->v;
+        for (int64_t j = a; j < b; j++) {
+            if (c->clip) g[j] *= c->coef;
+            if (p->decay) w[j] *= c->decay;
+            mm[j] = mm[j] * c->b1 + g[j] * (1.0f - c->b1);
+            vv[j] = vv[j] * c->b2 + g[j] * g[j] * (1.0f - c->b2);
+            w[j] -= c->step_size * mm[j] / (sqrtf(vv[j]) / c->bc2s + c->eps);
+        }
+    }
+}
+
 dz_status dz_trainer_backward(dz_trainer *tr, const int32_t *inputs, const int32_t *targets, int32_t n_rows,
                               double *loss) {
     const int64_t n = (int64_t)n_rows * tr->T;
@@ -143,8 +198,10 @@ dz_status dz_trainer_backward(dz_trainer *tr, const int32_t *inputs, const int32
             const dz_train_param *p = &tr->m->params[i];
             if (!p->trainable) continue;
             st = dz_tensor_read(tr->g.grad[i], tr->scratch, 0, (size_t)p->n * sizeof(float));
-            float *g = tr->m->g + p->offset;
-            for (int64_t j = 0; !st && j < p->n; j++) g[j] += tr->scratch[j];
+            if (!st) {
+                add_ctx a = {tr->m->g + p->offset, tr->scratch};
+                dz_train_par(tr->host_threads, p->n, add_range, &a);
+            }
         }
         sum += l;
     }
@@ -176,41 +233,34 @@ dz_status dz_trainer_update(dz_trainer *tr, int64_t step, dz_train_stats *stats)
     const dz_train_opts *o = &tr->o;
     if (tr->rows < 1) return dz_fail(DZ_ERR_ARG, "step %lld: no rows were run", (long long)step + 1);
     const float inv = (float)(1.0 / (double)tr->rows);
-    for (int64_t j = 0; j < m->n_floats; j++) m->g[j] *= inv;
+    scale_ctx sc = {m->g, inv};
+    dz_train_par(tr->host_threads, m->n_floats, scale_range, &sc);
     double loss = tr->loss_sum / (double)tr->rows;
     dz_status st = o->reduce ? o->reduce(o->reduce_user, m->g, m->n_floats, &loss) : DZ_OK;
     if (st) return st;
+    /* the norm over every gradient (frozen parameters' are zero): partial sums
+     * per chunk, added in chunk order */
+    norm_ctx nc = {m->g, {0}};
+    const int chunks = dz_train_par(tr->host_threads, m->n_floats, norm_range, &nc);
     double sq = 0;
-    for (int32_t i = 0; i < m->n_params; i++) {
-        const dz_train_param *p = &m->params[i];
-        if (!p->trainable) continue;
-        const float *g = m->g + p->offset;
-        for (int64_t j = 0; j < p->n; j++) sq += (double)g[j] * g[j];
-    }
+    for (int c = 0; c < chunks; c++) sq += nc.partial[c];
     const double norm = sqrt(sq);
     if (!isfinite(loss) || !isfinite(norm))
         return dz_fail(DZ_ERR_FORMAT, "step %lld: the %s is %s; stopped before updating the weights",
                        (long long)step + 1, isfinite(loss) ? "gradient norm" : "loss",
                        isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite");
-    if (o->clip > 0 && norm > o->clip) {
-        const float coef = (float)(o->clip / (norm + 1e-6));
-        for (int64_t j = 0; j < m->n_floats; j++) m->g[j] *= coef;
-    }
     const double lr = dz_train_lr(o, step), t = (double)step + 1;
-    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
     const double bc1 = 1.0 - pow(o->beta1, t), bc2_sqrt = sqrt(1.0 - pow(o->beta2, t));
-    const float step_size = (float)(lr / bc1), bc2s = (float)bc2_sqrt, decay = (float)(1.0 - lr * o->weight_decay);
-    for (int32_t i = 0; i < m->n_params; i++) {
-        const dz_train_param *p = &m->params[i];
-        if (!p->trainable) continue;
-        float *w = m->w + p->offset, *g = m->g + p->offset, *mm = m->m + p->offset, *vv = m->v + p->offset;
-        for (int64_t j = 0; j < p->n; j++) {
-            if (p->decay) w[j] *= decay;
-            mm[j] = mm[j] * b1 + g[j] * (1.0f - b1);
-            vv[j] = vv[j] * b2 + g[j] * g[j] * (1.0f - b2);
-            w[j] -= step_size * mm[j] / (sqrtf(vv[j]) / bc2s + eps);
-        }
-    }
+    adamw_ctx ac = {.m = m,
+                    .clip = o->clip > 0 && norm > o->clip,
+                    .coef = (float)(o->clip / (norm + 1e-6)),
+                    .b1 = o->beta1,
+                    .b2 = o->beta2,
+                    .eps = o->eps,
+                    .step_size = (float)(lr / bc1),
+                    .bc2s = (float)bc2_sqrt,
+                    .decay = (float)(1.0 - lr * o->weight_decay)};
+    dz_train_par(tr->host_threads, m->n_floats, adamw_range, &ac);
     if (stats) {
         stats->loss = loss;
         stats->grad_norm = norm;

@@ -47,4 +47,12 @@ void dz_train_graph_free(dz_train_graph *g);
 uint64_t dz_train_rng_next(uint64_t *state);
 double dz_train_rng_normal(uint64_t *state);
 
+/* par.c: the host-side passes of a step on several threads. fn(ctx, lo, hi,
+ * ith) processes [lo, hi); dz_train_par returns how many chunks it used (at
+ * most n_threads, fewer for small n; chunk i is always the same range). */
+typedef void (*dz_train_par_fn)(void *ctx, int64_t lo, int64_t hi, int ith);
+int dz_train_par(int n_threads, int64_t n, dz_train_par_fn fn, void *ctx);
+/* Threads for the host passes: requested, or the online CPUs when 0. */
+int dz_train_par_threads(int32_t requested);
+
 #endif
