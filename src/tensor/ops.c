@@ -48,12 +48,12 @@ static const char *describe(const dz_tensor *t, char *buf, size_t cap) {
     return buf;
 }
 
-static dz_tensor *fail1(dz_ctx *ctx, const char *op, const dz_tensor *a, const char *why) {
+dz_tensor *dz_op_fail1(dz_ctx *ctx, const char *op, const dz_tensor *a, const char *why) {
     char da[192];
     return dz_ctx_fail(ctx, DZ_ERR_ARG, "%s: %s: %s", op, describe(a, da, sizeof da), why);
 }
 
-static dz_tensor *fail2(dz_ctx *ctx, const char *op, const dz_tensor *a, const dz_tensor *b, const char *why) {
+dz_tensor *dz_op_fail2(dz_ctx *ctx, const char *op, const dz_tensor *a, const dz_tensor *b, const char *why) {
     char da[192], db[192];
     return dz_ctx_fail(ctx, DZ_ERR_ARG, "%s: %s and %s: %s", op, describe(a, da, sizeof da),
                        describe(b, db, sizeof db), why);
@@ -63,9 +63,8 @@ static int max_dims(const dz_tensor *a, const dz_tensor *b) {
     return b && b->n_dims > a->n_dims ? b->n_dims : a->n_dims;
 }
 
-/* A contiguous result node of `op`, shape ne, with the given operands. */
-static dz_tensor *new_node(dz_ctx *ctx, const char *name, dz_op op, dz_type type, int n_dims,
-                           const int64_t *ne, dz_tensor *s0, dz_tensor *s1, dz_tensor *s2, dz_tensor *s3) {
+dz_tensor *dz_op_node(dz_ctx *ctx, const char *name, dz_op op, dz_type type, int n_dims,
+                      const int64_t *ne, dz_tensor *s0, dz_tensor *s1, dz_tensor *s2, dz_tensor *s3) {
     dz_tensor *t = dz_ctx_new(ctx, name, type, n_dims, ne);
     if (!t) return NULL;
     t->op = op;
@@ -80,22 +79,22 @@ static dz_tensor *new_node(dz_ctx *ctx, const char *name, dz_op op, dz_type type
 
 dz_tensor *dz_get_rows(dz_ctx *ctx, dz_tensor *table, dz_tensor *ids) {
     if (!ctx || !table || !ids) return NULL;
-    if (ids->type != DZ_TYPE_I32) return fail1(ctx, "get_rows", ids, "ids must be I32");
+    if (ids->type != DZ_TYPE_I32) return dz_op_fail1(ctx, "get_rows", ids, "ids must be I32");
     if (ids->ne[1] != 1 || ids->ne[2] != 1 || ids->ne[3] != 1)
-        return fail1(ctx, "get_rows", ids, "ids must be one-dimensional");
+        return dz_op_fail1(ctx, "get_rows", ids, "ids must be one-dimensional");
     if (table->ne[2] != 1 || table->ne[3] != 1)
-        return fail1(ctx, "get_rows", table, "the table must be two-dimensional");
-    return new_node(ctx, "get_rows", DZ_OP_GET_ROWS, DZ_TYPE_F32, 2, (int64_t[]){table->ne[0], ids->ne[0]},
+        return dz_op_fail1(ctx, "get_rows", table, "the table must be two-dimensional");
+    return dz_op_node(ctx, "get_rows", DZ_OP_GET_ROWS, DZ_TYPE_F32, 2, (int64_t[]){table->ne[0], ids->ne[0]},
                     table, ids, NULL, NULL);
 }
 
 static dz_tensor *binary(dz_ctx *ctx, const char *name, dz_op op, dz_tensor *a, dz_tensor *b) {
     if (!ctx || !a || !b) return NULL;
-    if (a->type != DZ_TYPE_F32 || b->type != DZ_TYPE_F32) return fail2(ctx, name, a, b, "both must be F32");
+    if (a->type != DZ_TYPE_F32 || b->type != DZ_TYPE_F32) return dz_op_fail2(ctx, name, a, b, "both must be F32");
     for (int i = 0; i < DZ_MAX_DIMS; i++)
         if (b->ne[i] < 1 || a->ne[i] % b->ne[i] != 0)
-            return fail2(ctx, name, a, b, "the second does not broadcast to the first (each dimension must divide)");
-    return new_node(ctx, name, op, DZ_TYPE_F32, max_dims(a, b), a->ne, a, b, NULL, NULL);
+            return dz_op_fail2(ctx, name, a, b, "the second does not broadcast to the first (each dimension must divide)");
+    return dz_op_node(ctx, name, op, DZ_TYPE_F32, max_dims(a, b), a->ne, a, b, NULL, NULL);
 }
 
 dz_tensor *dz_add(dz_ctx *ctx, dz_tensor *a, dz_tensor *b) { return binary(ctx, "add", DZ_OP_ADD, a, b); }
@@ -103,8 +102,8 @@ dz_tensor *dz_mul(dz_ctx *ctx, dz_tensor *a, dz_tensor *b) { return binary(ctx, 
 
 static dz_tensor *unary(dz_ctx *ctx, const char *name, dz_op op, dz_tensor *a) {
     if (!ctx || !a) return NULL;
-    if (a->type != DZ_TYPE_F32) return fail1(ctx, name, a, "must be F32");
-    return new_node(ctx, name, op, DZ_TYPE_F32, a->n_dims, a->ne, a, NULL, NULL, NULL);
+    if (a->type != DZ_TYPE_F32) return dz_op_fail1(ctx, name, a, "must be F32");
+    return dz_op_node(ctx, name, op, DZ_TYPE_F32, a->n_dims, a->ne, a, NULL, NULL, NULL);
 }
 
 dz_tensor *dz_scale(dz_ctx *ctx, dz_tensor *a, float s) {
@@ -117,7 +116,7 @@ dz_tensor *dz_rms_norm(dz_ctx *ctx, dz_tensor *a, float eps) {
     if (ctx && a && !(eps >= 0.0f && isfinite(eps))) {
         char why[64];
         snprintf(why, sizeof why, "epsilon %g must be finite and >= 0", (double)eps);
-        return fail1(ctx, "rms_norm", a, why);
+        return dz_op_fail1(ctx, "rms_norm", a, why);
     }
     dz_tensor *t = unary(ctx, "rms_norm", DZ_OP_RMS_NORM, a);
     if (t) t->params.f[0] = eps;
@@ -129,19 +128,19 @@ dz_tensor *dz_silu(dz_ctx *ctx, dz_tensor *a) { return unary(ctx, "silu", DZ_OP_
 dz_tensor *dz_swiglu(dz_ctx *ctx, dz_tensor *gate, dz_tensor *up) {
     if (!ctx || !gate || !up) return NULL;
     if (gate->type != DZ_TYPE_F32 || up->type != DZ_TYPE_F32)
-        return fail2(ctx, "swiglu", gate, up, "both must be F32");
+        return dz_op_fail2(ctx, "swiglu", gate, up, "both must be F32");
     if (memcmp(gate->ne, up->ne, sizeof gate->ne) != 0)
-        return fail2(ctx, "swiglu", gate, up, "shapes differ");
-    return new_node(ctx, "swiglu", DZ_OP_SWIGLU, DZ_TYPE_F32, max_dims(gate, up), gate->ne, gate, up, NULL, NULL);
+        return dz_op_fail2(ctx, "swiglu", gate, up, "shapes differ");
+    return dz_op_node(ctx, "swiglu", DZ_OP_SWIGLU, DZ_TYPE_F32, max_dims(gate, up), gate->ne, gate, up, NULL, NULL);
 }
 
 dz_tensor *dz_mul_mat(dz_ctx *ctx, dz_tensor *w, dz_tensor *x) {
     if (!ctx || !w || !x) return NULL;
-    if (x->type != DZ_TYPE_F32) return fail2(ctx, "mul_mat", w, x, "X must be F32");
-    if (w->ne[0] != x->ne[0]) return fail2(ctx, "mul_mat", w, x, "rows differ in length (dimension 0)");
+    if (x->type != DZ_TYPE_F32) return dz_op_fail2(ctx, "mul_mat", w, x, "X must be F32");
+    if (w->ne[0] != x->ne[0]) return dz_op_fail2(ctx, "mul_mat", w, x, "rows differ in length (dimension 0)");
     if (x->ne[2] % w->ne[2] != 0 || x->ne[3] % w->ne[3] != 0)
-        return fail2(ctx, "mul_mat", w, x, "W does not broadcast over X's dimensions 2 and 3");
-    return new_node(ctx, "mul_mat", DZ_OP_MUL_MAT, DZ_TYPE_F32, max_dims(w, x),
+        return dz_op_fail2(ctx, "mul_mat", w, x, "W does not broadcast over X's dimensions 2 and 3");
+    return dz_op_node(ctx, "mul_mat", DZ_OP_MUL_MAT, DZ_TYPE_F32, max_dims(w, x),
                     (int64_t[]){w->ne[1], x->ne[1], x->ne[2], x->ne[3]}, w, x, NULL, NULL);
 }
 
@@ -149,23 +148,23 @@ dz_tensor *dz_rope(dz_ctx *ctx, dz_tensor *x, dz_tensor *pos, int n_rot, int mod
                    float freq_scale) {
     if (!ctx || !x || !pos) return NULL;
     char why[128];
-    if (x->type != DZ_TYPE_F32 || x->ne[3] != 1) return fail1(ctx, "rope", x, "x must be F32 (head_dim, n_head, T)");
+    if (x->type != DZ_TYPE_F32 || x->ne[3] != 1) return dz_op_fail1(ctx, "rope", x, "x must be F32 (head_dim, n_head, T)");
     if (pos->type != DZ_TYPE_I32 || pos->ne[1] != 1 || pos->ne[2] != 1 || pos->ne[3] != 1 || pos->ne[0] != x->ne[2])
-        return fail2(ctx, "rope", x, pos, "positions must be I32 (T) with T = x's dimension 2");
+        return dz_op_fail2(ctx, "rope", x, pos, "positions must be I32 (T) with T = x's dimension 2");
     if (n_rot < 2 || n_rot % 2 != 0 || n_rot > x->ne[0]) {
         snprintf(why, sizeof why, "n_rot %d must be even and in 2..head_dim", n_rot);
-        return fail1(ctx, "rope", x, why);
+        return dz_op_fail1(ctx, "rope", x, why);
     }
     if (mode != DZ_ROPE_NORMAL && mode != DZ_ROPE_NEOX) {
         snprintf(why, sizeof why, "unknown rope mode %d", mode);
-        return fail1(ctx, "rope", x, why);
+        return dz_op_fail1(ctx, "rope", x, why);
     }
     if (!(freq_base > 0.0f) || !isfinite(freq_base) || !(freq_scale > 0.0f) || !isfinite(freq_scale)) {
         snprintf(why, sizeof why, "freq_base %g and freq_scale %g must be finite and > 0", (double)freq_base,
                  (double)freq_scale);
-        return fail1(ctx, "rope", x, why);
+        return dz_op_fail1(ctx, "rope", x, why);
     }
-    dz_tensor *t = new_node(ctx, "rope", DZ_OP_ROPE, DZ_TYPE_F32, x->n_dims, x->ne, x, pos, NULL, NULL);
+    dz_tensor *t = dz_op_node(ctx, "rope", DZ_OP_ROPE, DZ_TYPE_F32, x->n_dims, x->ne, x, pos, NULL, NULL);
     if (!t) return NULL;
     t->params.i[0] = n_rot;
     t->params.i[1] = mode;
@@ -188,11 +187,11 @@ static void set_softmax_params(dz_tensor *t, float scale, bool causal, int32_t n
 
 dz_tensor *dz_softmax(dz_ctx *ctx, dz_tensor *a, dz_tensor *mask, float scale, bool causal, int32_t n_past) {
     if (!ctx || !a) return NULL;
-    if (a->type != DZ_TYPE_F32) return fail1(ctx, "softmax", a, "must be F32");
+    if (a->type != DZ_TYPE_F32) return dz_op_fail1(ctx, "softmax", a, "must be F32");
     if (mask && !mask_ok(mask, a->ne[0], a->ne[1]))
-        return fail2(ctx, "softmax", a, mask, "the mask must be F32 (n, >= rows) with n = the input's dimension 0");
-    if (n_past < 0) return fail1(ctx, "softmax", a, "n_past must be >= 0");
-    dz_tensor *t = new_node(ctx, "softmax", DZ_OP_SOFTMAX, DZ_TYPE_F32, a->n_dims, a->ne, a, mask, NULL, NULL);
+        return dz_op_fail2(ctx, "softmax", a, mask, "the mask must be F32 (n, >= rows) with n = the input's dimension 0");
+    if (n_past < 0) return dz_op_fail1(ctx, "softmax", a, "n_past must be >= 0");
+    dz_tensor *t = dz_op_node(ctx, "softmax", DZ_OP_SOFTMAX, DZ_TYPE_F32, a->n_dims, a->ne, a, mask, NULL, NULL);
     if (t) set_softmax_params(t, scale, causal, n_past);
     return t;
 }
@@ -200,18 +199,18 @@ dz_tensor *dz_softmax(dz_ctx *ctx, dz_tensor *a, dz_tensor *mask, float scale, b
 dz_tensor *dz_attention(dz_ctx *ctx, dz_tensor *q, dz_tensor *k, dz_tensor *v, dz_tensor *mask, float scale,
                         bool causal, int32_t n_past) {
     if (!ctx || !q || !k || !v) return NULL;
-    if (q->type != DZ_TYPE_F32 || q->ne[3] != 1) return fail1(ctx, "attention", q, "q must be F32 (hd, n_head, T)");
+    if (q->type != DZ_TYPE_F32 || q->ne[3] != 1) return dz_op_fail1(ctx, "attention", q, "q must be F32 (hd, n_head, T)");
     if ((k->type != DZ_TYPE_F32 && k->type != DZ_TYPE_F16) || k->ne[3] != 1)
-        return fail1(ctx, "attention", k, "k must be F32 or F16 (hd, n_kv_head, S)");
+        return dz_op_fail1(ctx, "attention", k, "k must be F32 or F16 (hd, n_kv_head, S)");
     if ((v->type != DZ_TYPE_F32 && v->type != DZ_TYPE_F16) || memcmp(k->ne, v->ne, sizeof k->ne) != 0)
-        return fail2(ctx, "attention", k, v, "v must be F32 or F16 and shaped like k");
-    if (k->ne[0] != q->ne[0]) return fail2(ctx, "attention", q, k, "head sizes differ");
+        return dz_op_fail2(ctx, "attention", k, v, "v must be F32 or F16 and shaped like k");
+    if (k->ne[0] != q->ne[0]) return dz_op_fail2(ctx, "attention", q, k, "head sizes differ");
     if (k->ne[1] < 1 || q->ne[1] % k->ne[1] != 0)
-        return fail2(ctx, "attention", q, k, "n_head must be a multiple of n_kv_head");
+        return dz_op_fail2(ctx, "attention", q, k, "n_head must be a multiple of n_kv_head");
     if (mask && !mask_ok(mask, k->ne[2], q->ne[2]))
-        return fail2(ctx, "attention", k, mask, "the mask must be F32 (S, >= T)");
-    if (n_past < 0) return fail1(ctx, "attention", q, "n_past must be >= 0");
-    dz_tensor *t = new_node(ctx, "attention", DZ_OP_ATTENTION, DZ_TYPE_F32, 3, q->ne, q, k, v, mask);
+        return dz_op_fail2(ctx, "attention", k, mask, "the mask must be F32 (S, >= T)");
+    if (n_past < 0) return dz_op_fail1(ctx, "attention", q, "n_past must be >= 0");
+    dz_tensor *t = dz_op_node(ctx, "attention", DZ_OP_ATTENTION, DZ_TYPE_F32, 3, q->ne, q, k, v, mask);
     if (t) set_softmax_params(t, scale, causal, n_past);
     return t;
 }
@@ -234,11 +233,11 @@ dz_tensor *dz_cpy(dz_ctx *ctx, dz_tensor *src, dz_tensor *dst) {
                      (dst->type == DZ_TYPE_F32 || dst->type == DZ_TYPE_F16 || dst->type == DZ_TYPE_BF16)) ||
                     ((src->type == DZ_TYPE_F16 || src->type == DZ_TYPE_BF16) && dst->type == DZ_TYPE_F32);
     if (!types_ok)
-        return fail2(ctx, "cpy", src, dst, "conversions are F32 -> F32|F16|BF16 and F16|BF16 -> F32");
+        return dz_op_fail2(ctx, "cpy", src, dst, "conversions are F32 -> F32|F16|BF16 and F16|BF16 -> F32");
     if (dz_nelements(src) != dz_nelements(dst))
-        return fail2(ctx, "cpy", src, dst, "element counts differ");
+        return dz_op_fail2(ctx, "cpy", src, dst, "element counts differ");
     /* The node is dst's memory seen as a tensor: same shape and strides. */
-    dz_tensor *t = new_node(ctx, "cpy", DZ_OP_CPY, dst->type, dst->n_dims, dst->ne, src, dst, NULL, NULL);
+    dz_tensor *t = dz_op_node(ctx, "cpy", DZ_OP_CPY, dst->type, dst->n_dims, dst->ne, src, dst, NULL, NULL);
     if (!t) return NULL;
     alias_dst(t, dst);
     snprintf(t->name, sizeof t->name, "%.50s (copy)", dst->name);
@@ -248,14 +247,14 @@ dz_tensor *dz_cpy(dz_ctx *ctx, dz_tensor *src, dz_tensor *dst) {
 dz_tensor *dz_set_rows(dz_ctx *ctx, dz_tensor *dst, dz_tensor *src, dz_tensor *ids) {
     if (!ctx || !dst || !src || !ids) return NULL;
     if (src->type != DZ_TYPE_F32 || src->ne[2] != 1 || src->ne[3] != 1)
-        return fail1(ctx, "set_rows", src, "rows must be F32 (ne0, n)");
+        return dz_op_fail1(ctx, "set_rows", src, "rows must be F32 (ne0, n)");
     if (dst->type != DZ_TYPE_F32 && dst->type != DZ_TYPE_F16)
-        return fail1(ctx, "set_rows", dst, "the destination must be F32 or F16");
+        return dz_op_fail1(ctx, "set_rows", dst, "the destination must be F32 or F16");
     if (dst->ne[2] != 1 || dst->ne[3] != 1 || dst->ne[0] != src->ne[0])
-        return fail2(ctx, "set_rows", src, dst, "the destination must be (ne0, R) with src's ne0");
+        return dz_op_fail2(ctx, "set_rows", src, dst, "the destination must be (ne0, R) with src's ne0");
     if (ids->type != DZ_TYPE_I32 || ids->ne[0] != src->ne[1] || ids->ne[1] != 1 || ids->ne[2] != 1 || ids->ne[3] != 1)
-        return fail2(ctx, "set_rows", src, ids, "ids must be I32 (n), one per row of src");
-    dz_tensor *t = new_node(ctx, "set_rows", DZ_OP_SET_ROWS, dst->type, 2, dst->ne, src, ids, dst, NULL);
+        return dz_op_fail2(ctx, "set_rows", src, ids, "ids must be I32 (n), one per row of src");
+    dz_tensor *t = dz_op_node(ctx, "set_rows", DZ_OP_SET_ROWS, dst->type, 2, dst->ne, src, ids, dst, NULL);
     if (!t) return NULL;
     alias_dst(t, dst);
     snprintf(t->name, sizeof t->name, "%.50s (rows)", dst->name);
@@ -266,18 +265,18 @@ dz_tensor *dz_paged_attention(dz_ctx *ctx, dz_tensor *q, dz_tensor *k, dz_tensor
                               float scale) {
     if (!ctx || !q || !k || !v || !index) return NULL;
     if (q->type != DZ_TYPE_F32 || q->ne[3] != 1)
-        return fail1(ctx, "paged_attention", q, "q must be F32 (hd, n_head, T)");
+        return dz_op_fail1(ctx, "paged_attention", q, "q must be F32 (hd, n_head, T)");
     if ((k->type != DZ_TYPE_F32 && k->type != DZ_TYPE_F16) || k->ne[3] != 1)
-        return fail1(ctx, "paged_attention", k, "the k pool must be F32 or F16 (hd, n_kv_head, R)");
+        return dz_op_fail1(ctx, "paged_attention", k, "the k pool must be F32 or F16 (hd, n_kv_head, R)");
     if (v->type != k->type || memcmp(k->ne, v->ne, sizeof k->ne) != 0)
-        return fail2(ctx, "paged_attention", k, v, "the v pool must be of k's type and shape");
-    if (k->ne[0] != q->ne[0]) return fail2(ctx, "paged_attention", q, k, "head sizes differ");
+        return dz_op_fail2(ctx, "paged_attention", k, v, "the v pool must be of k's type and shape");
+    if (k->ne[0] != q->ne[0]) return dz_op_fail2(ctx, "paged_attention", q, k, "head sizes differ");
     if (k->ne[1] < 1 || q->ne[1] % k->ne[1] != 0)
-        return fail2(ctx, "paged_attention", q, k, "n_head must be a multiple of n_kv_head");
+        return dz_op_fail2(ctx, "paged_attention", q, k, "n_head must be a multiple of n_kv_head");
     if (index->type != DZ_TYPE_I32 || index->ne[0] < 2 || index->ne[1] != q->ne[2] || index->ne[2] != 1 ||
         index->ne[3] != 1)
-        return fail2(ctx, "paged_attention", q, index, "the index must be I32 (W >= 2, T)");
-    dz_tensor *t = new_node(ctx, "paged_attention", DZ_OP_PAGED_ATTENTION, DZ_TYPE_F32, 3, q->ne, q, k, v, index);
+        return dz_op_fail2(ctx, "paged_attention", q, index, "the index must be I32 (W >= 2, T)");
+    dz_tensor *t = dz_op_node(ctx, "paged_attention", DZ_OP_PAGED_ATTENTION, DZ_TYPE_F32, 3, q->ne, q, k, v, index);
     if (t) t->params.f[0] = scale;
     return t;
 }

@@ -16,24 +16,7 @@
 
 #include "tensor/tensor_impl.h"
 
-/* ---- checks (as in ops.c) ---- */
-
-static const char *describe(const dz_tensor *t, char *buf, size_t cap) {
-    char shape[96];
-    snprintf(buf, cap, "'%.64s' %s", t->name, dz_shape_str(t, shape, sizeof shape));
-    return buf;
-}
-
-static dz_tensor *fail1(dz_ctx *ctx, const char *op, const dz_tensor *a, const char *why) {
-    char da[192];
-    return dz_ctx_fail(ctx, DZ_ERR_ARG, "%s: %s: %s", op, describe(a, da, sizeof da), why);
-}
-
-static dz_tensor *fail2(dz_ctx *ctx, const char *op, const dz_tensor *a, const dz_tensor *b, const char *why) {
-    char da[192], db[192];
-    return dz_ctx_fail(ctx, DZ_ERR_ARG, "%s: %s and %s: %s", op, describe(a, da, sizeof da),
-                       describe(b, db, sizeof db), why);
-}
+/* ---- checks (dz_op_fail1 / dz_op_fail2 / dz_op_node: ops.c) ---- */
 
 static bool same_shape(const dz_tensor *a, const dz_tensor *b) { return memcmp(a->ne, b->ne, sizeof a->ne) == 0; }
 
@@ -41,79 +24,67 @@ static bool is_i32_vector(const dz_tensor *t) {
     return t->type == DZ_TYPE_I32 && t->ne[1] == 1 && t->ne[2] == 1 && t->ne[3] == 1;
 }
 
-static dz_tensor *new_node(dz_ctx *ctx, const char *name, dz_op op, int n_dims, const int64_t *ne, dz_tensor *s0,
-                           dz_tensor *s1, dz_tensor *s2, dz_tensor *s3) {
-    dz_tensor *t = dz_ctx_new(ctx, name, DZ_TYPE_F32, n_dims, ne);
-    if (!t) return NULL;
-    t->op = op;
-    t->src[0] = s0;
-    t->src[1] = s1;
-    t->src[2] = s2;
-    t->src[3] = s3;
-    return t;
-}
-
 static bool eps_ok(float eps) { return eps >= 0.0f && isfinite(eps); }
 
 static dz_tensor *bad_eps(dz_ctx *ctx, const char *op, const dz_tensor *a, float eps) {
     char why[64];
     snprintf(why, sizeof why, "epsilon %g must be finite and >= 0", (double)eps);
-    return fail1(ctx, op, a, why);
+    return dz_op_fail1(ctx, op, a, why);
 }
 
 /* ---- forward (tier I) ---- */
 
 dz_tensor *dz_layer_norm(dz_ctx *ctx, dz_tensor *a, float eps) {
     if (!ctx || !a) return NULL;
-    if (a->type != DZ_TYPE_F32) return fail1(ctx, "layer_norm", a, "must be F32");
+    if (a->type != DZ_TYPE_F32) return dz_op_fail1(ctx, "layer_norm", a, "must be F32");
     if (!eps_ok(eps)) return bad_eps(ctx, "layer_norm", a, eps);
-    dz_tensor *t = new_node(ctx, "layer_norm", DZ_OP_LAYER_NORM, a->n_dims, a->ne, a, NULL, NULL, NULL);
+    dz_tensor *t = dz_op_node(ctx, "layer_norm", DZ_OP_LAYER_NORM, DZ_TYPE_F32, a->n_dims, a->ne, a, NULL, NULL, NULL);
     if (t) t->params.f[0] = eps;
     return t;
 }
 
 dz_tensor *dz_gelu(dz_ctx *ctx, dz_tensor *a) {
     if (!ctx || !a) return NULL;
-    if (a->type != DZ_TYPE_F32) return fail1(ctx, "gelu", a, "must be F32");
-    return new_node(ctx, "gelu", DZ_OP_GELU, a->n_dims, a->ne, a, NULL, NULL, NULL);
+    if (a->type != DZ_TYPE_F32) return dz_op_fail1(ctx, "gelu", a, "must be F32");
+    return dz_op_node(ctx, "gelu", DZ_OP_GELU, DZ_TYPE_F32, a->n_dims, a->ne, a, NULL, NULL, NULL);
 }
 
 /* ---- matmul gradients ---- */
 
 dz_tensor *dz_mul_mat_back_x(dz_ctx *ctx, dz_tensor *w, dz_tensor *dy) {
     if (!ctx || !w || !dy) return NULL;
-    if (!dz_type_can_dequantize(w->type)) return fail1(ctx, "mul_mat_back_x", w, "W's type has no dequantizer");
-    if (w->ne[2] != 1 || w->ne[3] != 1) return fail1(ctx, "mul_mat_back_x", w, "W must be two-dimensional (K, N)");
-    if (dy->type != DZ_TYPE_F32) return fail1(ctx, "mul_mat_back_x", dy, "dY must be F32");
-    if (dy->ne[0] != w->ne[1]) return fail2(ctx, "mul_mat_back_x", w, dy, "dY's dimension 0 must be W's N (dimension 1)");
+    if (!dz_type_can_dequantize(w->type)) return dz_op_fail1(ctx, "mul_mat_back_x", w, "W's type has no dequantizer");
+    if (w->ne[2] != 1 || w->ne[3] != 1) return dz_op_fail1(ctx, "mul_mat_back_x", w, "W must be two-dimensional (K, N)");
+    if (dy->type != DZ_TYPE_F32) return dz_op_fail1(ctx, "mul_mat_back_x", dy, "dY must be F32");
+    if (dy->ne[0] != w->ne[1]) return dz_op_fail2(ctx, "mul_mat_back_x", w, dy, "dY's dimension 0 must be W's N (dimension 1)");
     const int64_t ne[4] = {w->ne[0], dy->ne[1], dy->ne[2], dy->ne[3]};
-    return new_node(ctx, "mul_mat_back_x", DZ_OP_MUL_MAT_BACK_X, dy->n_dims > 2 ? dy->n_dims : 2, ne, w, dy, NULL,
+    return dz_op_node(ctx, "mul_mat_back_x", DZ_OP_MUL_MAT_BACK_X, DZ_TYPE_F32, dy->n_dims > 2 ? dy->n_dims : 2, ne, w, dy, NULL,
                     NULL);
 }
 
 dz_tensor *dz_mul_mat_back_w(dz_ctx *ctx, dz_tensor *x, dz_tensor *dy) {
     if (!ctx || !x || !dy) return NULL;
     if (x->type != DZ_TYPE_F32 || dy->type != DZ_TYPE_F32)
-        return fail2(ctx, "mul_mat_back_w", x, dy, "X and dY must be F32");
+        return dz_op_fail2(ctx, "mul_mat_back_w", x, dy, "X and dY must be F32");
     if (x->ne[1] != dy->ne[1] || x->ne[2] != dy->ne[2] || x->ne[3] != dy->ne[3])
-        return fail2(ctx, "mul_mat_back_w", x, dy, "X and dY must have the same rows (dimensions 1..3)");
-    return new_node(ctx, "mul_mat_back_w", DZ_OP_MUL_MAT_BACK_W, 2, (int64_t[]){x->ne[0], dy->ne[0], 1, 1}, x, dy,
+        return dz_op_fail2(ctx, "mul_mat_back_w", x, dy, "X and dY must have the same rows (dimensions 1..3)");
+    return dz_op_node(ctx, "mul_mat_back_w", DZ_OP_MUL_MAT_BACK_W, DZ_TYPE_F32, 2, (int64_t[]){x->ne[0], dy->ne[0], 1, 1}, x, dy,
                     NULL, NULL);
 }
 
 dz_tensor *dz_sum_cols(dz_ctx *ctx, dz_tensor *a) {
     if (!ctx || !a) return NULL;
-    if (a->type != DZ_TYPE_F32) return fail1(ctx, "sum_cols", a, "must be F32");
-    return new_node(ctx, "sum_cols", DZ_OP_SUM_COLS, 1, (int64_t[]){a->ne[0], 1, 1, 1}, a, NULL, NULL, NULL);
+    if (a->type != DZ_TYPE_F32) return dz_op_fail1(ctx, "sum_cols", a, "must be F32");
+    return dz_op_node(ctx, "sum_cols", DZ_OP_SUM_COLS, DZ_TYPE_F32, 1, (int64_t[]){a->ne[0], 1, 1, 1}, a, NULL, NULL, NULL);
 }
 
 /* ---- elementwise and normalization gradients: x and dy F32, same shape ---- */
 
 static dz_tensor *back2(dz_ctx *ctx, const char *name, dz_op op, dz_tensor *x, dz_tensor *dy) {
     if (!ctx || !x || !dy) return NULL;
-    if (x->type != DZ_TYPE_F32 || dy->type != DZ_TYPE_F32) return fail2(ctx, name, x, dy, "both must be F32");
-    if (!same_shape(x, dy)) return fail2(ctx, name, x, dy, "shapes differ");
-    return new_node(ctx, name, op, x->n_dims > dy->n_dims ? x->n_dims : dy->n_dims, x->ne, x, dy, NULL, NULL);
+    if (x->type != DZ_TYPE_F32 || dy->type != DZ_TYPE_F32) return dz_op_fail2(ctx, name, x, dy, "both must be F32");
+    if (!same_shape(x, dy)) return dz_op_fail2(ctx, name, x, dy, "shapes differ");
+    return dz_op_node(ctx, name, op, DZ_TYPE_F32, x->n_dims > dy->n_dims ? x->n_dims : dy->n_dims, x->ne, x, dy, NULL, NULL);
 }
 
 dz_tensor *dz_rms_norm_back(dz_ctx *ctx, dz_tensor *x, dz_tensor *dy, float eps) {
@@ -137,11 +108,11 @@ dz_tensor *dz_gelu_back(dz_ctx *ctx, dz_tensor *x, dz_tensor *dy) {
 dz_tensor *dz_swiglu_back(dz_ctx *ctx, dz_tensor *gate, dz_tensor *up, dz_tensor *dy) {
     if (!ctx || !gate || !up || !dy) return NULL;
     if (gate->type != DZ_TYPE_F32 || up->type != DZ_TYPE_F32 || dy->type != DZ_TYPE_F32)
-        return fail2(ctx, "swiglu_back", gate, up, "gate, up and dy must be F32");
-    if (gate->ne[2] != 1 || gate->ne[3] != 1) return fail1(ctx, "swiglu_back", gate, "gate must be (n, T)");
-    if (!same_shape(gate, up)) return fail2(ctx, "swiglu_back", gate, up, "shapes differ");
-    if (!same_shape(gate, dy)) return fail2(ctx, "swiglu_back", gate, dy, "shapes differ");
-    return new_node(ctx, "swiglu_back", DZ_OP_SWIGLU_BACK, 3, (int64_t[]){gate->ne[0], gate->ne[1], 2, 1}, gate, up,
+        return dz_op_fail2(ctx, "swiglu_back", gate, up, "gate, up and dy must be F32");
+    if (gate->ne[2] != 1 || gate->ne[3] != 1) return dz_op_fail1(ctx, "swiglu_back", gate, "gate must be (n, T)");
+    if (!same_shape(gate, up)) return dz_op_fail2(ctx, "swiglu_back", gate, up, "shapes differ");
+    if (!same_shape(gate, dy)) return dz_op_fail2(ctx, "swiglu_back", gate, dy, "shapes differ");
+    return dz_op_node(ctx, "swiglu_back", DZ_OP_SWIGLU_BACK, DZ_TYPE_F32, 3, (int64_t[]){gate->ne[0], gate->ne[1], 2, 1}, gate, up,
                     dy, NULL);
 }
 
@@ -161,17 +132,17 @@ dz_tensor *dz_rope_back(dz_ctx *ctx, dz_tensor *dy, dz_tensor *pos, int n_rot, i
 dz_tensor *dz_attention_back(dz_ctx *ctx, dz_tensor *q, dz_tensor *k, dz_tensor *v, dz_tensor *dout, float scale) {
     if (!ctx || !q || !k || !v || !dout) return NULL;
     const char *op = "attention_back";
-    if (q->type != DZ_TYPE_F32 || q->ne[3] != 1) return fail1(ctx, op, q, "q must be F32 (hd, n_head, T)");
-    if (k->type != DZ_TYPE_F32 || k->ne[3] != 1) return fail1(ctx, op, k, "k must be F32 (hd, n_kv_head, T)");
-    if (v->type != DZ_TYPE_F32 || !same_shape(k, v)) return fail2(ctx, op, k, v, "v must be F32 and shaped like k");
+    if (q->type != DZ_TYPE_F32 || q->ne[3] != 1) return dz_op_fail1(ctx, op, q, "q must be F32 (hd, n_head, T)");
+    if (k->type != DZ_TYPE_F32 || k->ne[3] != 1) return dz_op_fail1(ctx, op, k, "k must be F32 (hd, n_kv_head, T)");
+    if (v->type != DZ_TYPE_F32 || !same_shape(k, v)) return dz_op_fail2(ctx, op, k, v, "v must be F32 and shaped like k");
     if (k->ne[0] != q->ne[0] || k->ne[2] != q->ne[2])
-        return fail2(ctx, op, q, k, "head sizes or sequence lengths differ");
-    if (k->ne[1] < 1 || q->ne[1] % k->ne[1] != 0) return fail2(ctx, op, q, k, "n_head must be a multiple of n_kv_head");
+        return dz_op_fail2(ctx, op, q, k, "head sizes or sequence lengths differ");
+    if (k->ne[1] < 1 || q->ne[1] % k->ne[1] != 0) return dz_op_fail2(ctx, op, q, k, "n_head must be a multiple of n_kv_head");
     if (dout->type != DZ_TYPE_F32 || !same_shape(q, dout))
-        return fail2(ctx, op, q, dout, "dout must be F32 and shaped like q");
-    if (!isfinite(scale)) return fail1(ctx, op, q, "the scale must be finite");
+        return dz_op_fail2(ctx, op, q, dout, "dout must be F32 and shaped like q");
+    if (!isfinite(scale)) return dz_op_fail1(ctx, op, q, "the scale must be finite");
     const int64_t ne[4] = {q->ne[0] * (q->ne[1] + 2 * k->ne[1]), q->ne[2], 1, 1};
-    dz_tensor *t = new_node(ctx, op, DZ_OP_ATTENTION_BACK, 2, ne, q, k, v, dout);
+    dz_tensor *t = dz_op_node(ctx, op, DZ_OP_ATTENTION_BACK, DZ_TYPE_F32, 2, ne, q, k, v, dout);
     if (t) {
         t->params.f[0] = scale;
         t->params.i[1] = 1; /* causal, n_past 0: recorded as ATTENTION would */
@@ -185,15 +156,15 @@ dz_tensor *dz_attention_back(dz_ctx *ctx, dz_tensor *q, dz_tensor *k, dz_tensor 
 dz_tensor *dz_get_rows_back(dz_ctx *ctx, dz_tensor *dy, dz_tensor *ids, int64_t n_rows) {
     if (!ctx || !dy || !ids) return NULL;
     if (dy->type != DZ_TYPE_F32 || dy->ne[2] != 1 || dy->ne[3] != 1)
-        return fail1(ctx, "get_rows_back", dy, "dY must be F32 (ne0, n)");
+        return dz_op_fail1(ctx, "get_rows_back", dy, "dY must be F32 (ne0, n)");
     if (!is_i32_vector(ids) || ids->ne[0] != dy->ne[1])
-        return fail2(ctx, "get_rows_back", dy, ids, "ids must be I32 (n), one per row of dY");
+        return dz_op_fail2(ctx, "get_rows_back", dy, ids, "ids must be I32 (n), one per row of dY");
     if (n_rows < 1 || n_rows > INT32_MAX) {
         char why[64];
         snprintf(why, sizeof why, "n_rows %lld must be in 1..2^31-1", (long long)n_rows);
-        return fail1(ctx, "get_rows_back", dy, why);
+        return dz_op_fail1(ctx, "get_rows_back", dy, why);
     }
-    dz_tensor *t = new_node(ctx, "get_rows_back", DZ_OP_GET_ROWS_BACK, 2, (int64_t[]){dy->ne[0], n_rows, 1, 1}, dy,
+    dz_tensor *t = dz_op_node(ctx, "get_rows_back", DZ_OP_GET_ROWS_BACK, DZ_TYPE_F32, 2, (int64_t[]){dy->ne[0], n_rows, 1, 1}, dy,
                             ids, NULL, NULL);
     if (t) t->params.i[0] = (int32_t)n_rows;
     return t;
@@ -214,8 +185,8 @@ dz_tensor *dz_cross_entropy(dz_ctx *ctx, dz_tensor *logits, dz_tensor *targets) 
     if (!ctx || !logits || !targets) return NULL;
     bool second;
     const char *why = check_ce(logits, targets, &second);
-    if (why) return second ? fail2(ctx, "cross_entropy", logits, targets, why) : fail1(ctx, "cross_entropy", logits, why);
-    return new_node(ctx, "cross_entropy", DZ_OP_CROSS_ENTROPY, 1, (int64_t[]){1, 1, 1, 1}, logits, targets, NULL,
+    if (why) return second ? dz_op_fail2(ctx, "cross_entropy", logits, targets, why) : dz_op_fail1(ctx, "cross_entropy", logits, why);
+    return dz_op_node(ctx, "cross_entropy", DZ_OP_CROSS_ENTROPY, DZ_TYPE_F32, 1, (int64_t[]){1, 1, 1, 1}, logits, targets, NULL,
                     NULL);
 }
 
@@ -224,10 +195,10 @@ dz_tensor *dz_cross_entropy_back(dz_ctx *ctx, dz_tensor *logits, dz_tensor *targ
     bool second;
     const char *why = check_ce(logits, targets, &second);
     if (why)
-        return second ? fail2(ctx, "cross_entropy_back", logits, targets, why)
-                      : fail1(ctx, "cross_entropy_back", logits, why);
-    if (!isfinite(dloss)) return fail1(ctx, "cross_entropy_back", logits, "dloss must be finite");
-    dz_tensor *t = new_node(ctx, "cross_entropy_back", DZ_OP_CROSS_ENTROPY_BACK, logits->n_dims, logits->ne, logits,
+        return second ? dz_op_fail2(ctx, "cross_entropy_back", logits, targets, why)
+                      : dz_op_fail1(ctx, "cross_entropy_back", logits, why);
+    if (!isfinite(dloss)) return dz_op_fail1(ctx, "cross_entropy_back", logits, "dloss must be finite");
+    dz_tensor *t = dz_op_node(ctx, "cross_entropy_back", DZ_OP_CROSS_ENTROPY_BACK, DZ_TYPE_F32, logits->n_dims, logits->ne, logits,
                             targets, NULL, NULL);
     if (t) t->params.f[0] = dloss;
     return t;

@@ -50,4 +50,12 @@ int32_t dz_ptrmap_get(const dz_ptrmap *m, const void *key);
 /* Inserts or overwrites; grows as needed. */
 dz_status dz_ptrmap_put(dz_ptrmap *m, const void *key, int32_t value);
 
+/* ops.c: the builders' common pieces. A DZ_ERR_ARG in the context naming
+ * op, the operand(s) ("'name' (shape) TYPE") and why; always NULL. */
+dz_tensor *dz_op_fail1(dz_ctx *ctx, const char *op, const dz_tensor *a, const char *why);
+dz_tensor *dz_op_fail2(dz_ctx *ctx, const char *op, const dz_tensor *a, const dz_tensor *b, const char *why);
+/* A contiguous result node of op, type and shape given, with operands s0..s3. */
+dz_tensor *dz_op_node(dz_ctx *ctx, const char *name, dz_op op, dz_type type, int n_dims, const int64_t *ne,
+                      dz_tensor *s0, dz_tensor *s1, dz_tensor *s2, dz_tensor *s3);
+
 #endif

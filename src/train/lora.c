@@ -225,40 +225,8 @@ dz_status dz_lora_trainer_eval(dz_lora_trainer *tr, const int32_t *inputs, const
 }
 
 dz_status dz_lora_trainer_update(dz_lora_trainer *tr, int64_t step, dz_train_stats *stats) {
-    const dz_train_opts *o = &tr->o;
-    const int64_t n = tr->n_floats;
-    if (tr->rows < 1) return dz_fail(DZ_ERR_ARG, "step %lld: no rows were run", (long long)step + 1);
-    const float inv = (float)(1.0 / (double)tr->rows);
-    for (int64_t j = 0; j < n; j++) tr->g[j] *= inv;
-    double loss = tr->loss_sum / (double)tr->rows;
-    dz_status st = o->reduce ? o->reduce(o->reduce_user, tr->g, n, &loss) : DZ_OK;
-    if (st) return st;
-    double sq = 0;
-    for (int64_t j = 0; j < n; j++) sq += (double)tr->g[j] * tr->g[j];
-    const double norm = sqrt(sq);
-    if (!isfinite(loss) || !isfinite(norm))
-        return dz_fail(DZ_ERR_FORMAT, "step %lld: the %s is not finite; stopped before updating the adapters",
-                       (long long)step + 1, isfinite(loss) ? "gradient norm" : "loss");
-    if (o->clip > 0 && norm > o->clip) {
-        const float coef = (float)(o->clip / (norm + 1e-6));
-        for (int64_t j = 0; j < n; j++) tr->g[j] *= coef;
-    }
-    const double lr = dz_train_lr(o, step), t = (double)step + 1;
-    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-    const float step_size = (float)(lr / (1.0 - pow(o->beta1, t))), bc2s = (float)sqrt(1.0 - pow(o->beta2, t));
-    const float decay = (float)(1.0 - lr * o->weight_decay);
-    for (int64_t j = 0; j < n; j++) {
-        tr->w[j] *= decay;
-        tr->m[j] = tr->m[j] * b1 + tr->g[j] * (1.0f - b1);
-        tr->v[j] = tr->v[j] * b2 + tr->g[j] * tr->g[j] * (1.0f - b2);
-        tr->w[j] -= step_size * tr->m[j] / (sqrtf(tr->v[j]) / bc2s + eps);
-    }
-    if (stats) {
-        stats->loss = loss;
-        stats->grad_norm = norm;
-        stats->lr = lr;
-    }
-    return DZ_OK;
+    const dz_train_update u = {.w = tr->w, .g = tr->g, .m = tr->m, .v = tr->v, .n = tr->n_floats, .what = "adapters"};
+    return dz_train_apply_update(&tr->o, dz_train_par_threads(tr->o.threads), &u, tr->rows, tr->loss_sum, step, stats);
 }
 
 dz_status dz_lora_trainer_save(const dz_lora_trainer *tr, const char *path) {

@@ -140,50 +140,6 @@ static void add_range(void *ctx, int64_t lo, int64_t hi, int ith) {
     for (int64_t j = lo; j < hi; j++) a->dst[j] += a->src[j];
 }
 
-typedef struct scale_ctx { float *g; float s; } scale_ctx;
-static void scale_range(void *ctx, int64_t lo, int64_t hi, int ith) {
-    (void)ith;
-    scale_ctx *c = ctx;
-    for (int64_t j = lo; j < hi; j++) c->g[j] *= c->s;
-}
-
-typedef struct norm_ctx { const float *g; double partial[64]; } norm_ctx;
-static void norm_range(void *ctx, int64_t lo, int64_t hi, int ith) {
-    norm_ctx *c = ctx;
-    double acc[4] = {0, 0, 0, 0}; /* four chains: the adds do not wait on one another */
-    int64_t j = lo;
-    for (; j + 4 <= hi; j += 4)
-        for (int k = 0; k < 4; k++) acc[k] += (double)c->g[j + k] * c->g[j + k];
-    for (; j < hi; j++) acc[0] += (double)c->g[j] * c->g[j];
-    c->partial[ith] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-}
-
-/* Clipping and AdamW over the flat range [lo, hi) of every trainable
- * parameter in it (as torch.optim.AdamW: decoupled decay on 2-D weights). */
-typedef struct adamw_ctx {
-    dz_train_model *m;
-    bool clip;
-    float coef, b1, b2, eps, step_size, bc2s, decay;
-} adamw_ctx;
-static void adamw_range(void *ctx, int64_t lo, int64_t hi, int ith) {
-    (void)ith;
-    const adamw_ctx *c = ctx;
-    const dz_train_model *m = c->m;
-    for (int32_t i = 0; i < m->n_params; i++) {
-        const dz_train_param *p = &m->params[i];
-        const int64_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->n < hi ? p->offset + p->n : hi;
-        if (!p->trainable || a >= b) continue;
-        float *w = m->w, *g = m->g, *mm = m->m, *vv = m->v;
-        for (int64_t j = a; j < b; j++) {
-            if (c->clip) g[j] *= c->coef;
-            if (p->decay) w[j] *= c->decay;
-            mm[j] = mm[j] * c->b1 + g[j] * (1.0f - c->b1);
-            vv[j] = vv[j] * c->b2 + g[j] * g[j] * (1.0f - c->b2);
-            w[j] -= c->step_size * mm[j] / (sqrtf(vv[j]) / c->bc2s + c->eps);
-        }
-    }
-}
-
 dz_status dz_trainer_backward(dz_trainer *tr, const int32_t *inputs, const int32_t *targets, int32_t n_rows,
                               double *loss) {
     const int64_t n = (int64_t)n_rows * tr->T;
@@ -230,41 +186,7 @@ dz_status dz_trainer_eval(dz_trainer *tr, const int32_t *inputs, const int32_t *
 
 dz_status dz_trainer_update(dz_trainer *tr, int64_t step, dz_train_stats *stats) {
     dz_train_model *m = tr->m;
-    const dz_train_opts *o = &tr->o;
-    if (tr->rows < 1) return dz_fail(DZ_ERR_ARG, "step %lld: no rows were run", (long long)step + 1);
-    const float inv = (float)(1.0 / (double)tr->rows);
-    scale_ctx sc = {m->g, inv};
-    dz_train_par(tr->host_threads, m->n_floats, scale_range, &sc);
-    double loss = tr->loss_sum / (double)tr->rows;
-    dz_status st = o->reduce ? o->reduce(o->reduce_user, m->g, m->n_floats, &loss) : DZ_OK;
-    if (st) return st;
-    /* the norm over every gradient (frozen parameters' are zero): partial sums
-     * per chunk, added in chunk order */
-    norm_ctx nc = {m->g, {0}};
-    const int chunks = dz_train_par(tr->host_threads, m->n_floats, norm_range, &nc);
-    double sq = 0;
-    for (int c = 0; c < chunks; c++) sq += nc.partial[c];
-    const double norm = sqrt(sq);
-    if (!isfinite(loss) || !isfinite(norm))
-        return dz_fail(DZ_ERR_FORMAT, "step %lld: the %s is %s; stopped before updating the weights",
-                       (long long)step + 1, isfinite(loss) ? "gradient norm" : "loss",
-                       isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite");
-    const double lr = dz_train_lr(o, step), t = (double)step + 1;
-    const double bc1 = 1.0 - pow(o->beta1, t), bc2_sqrt = sqrt(1.0 - pow(o->beta2, t));
-    adamw_ctx ac = {.m = m,
-                    .clip = o->clip > 0 && norm > o->clip,
-                    .coef = (float)(o->clip / (norm + 1e-6)),
-                    .b1 = o->beta1,
-                    .b2 = o->beta2,
-                    .eps = o->eps,
-                    .step_size = (float)(lr / bc1),
-                    .bc2s = (float)bc2_sqrt,
-                    .decay = (float)(1.0 - lr * o->weight_decay)};
-    dz_train_par(tr->host_threads, m->n_floats, adamw_range, &ac);
-    if (stats) {
-        stats->loss = loss;
-        stats->grad_norm = norm;
-        stats->lr = lr;
-    }
-    return DZ_OK;
+    const dz_train_update u = {.w = m->w, .g = m->g, .m = m->m, .v = m->v, .n = m->n_floats,
+                               .params = m->params, .n_params = m->n_params, .what = "weights"};
+    return dz_train_apply_update(&tr->o, tr->host_threads, &u, tr->rows, tr->loss_sum, step, stats);
 }

@@ -55,4 +55,20 @@ int dz_train_par(int n_threads, int64_t n, dz_train_par_fn fn, void *ctx);
 /* Threads for the host passes: requested, or the online CPUs when 0. */
 int dz_train_par_threads(int32_t requested);
 
+/* update.c: one optimizer step over flat buffers of n floats. params
+ * (n_params of them, by offset) say which ranges are trainable and decayed;
+ * NULL: everything, decayed. what names the parameters in errors. */
+typedef struct dz_train_update {
+    float *w, *g, *m, *v;
+    int64_t n;
+    const dz_train_param *params;
+    int32_t n_params;
+    const char *what;
+} dz_train_update;
+/* Divides the gradient sums by rows, runs o->reduce, then the global norm
+ * (DZ_ERR_FORMAT naming the step when it or the loss is not finite: nothing
+ * is updated), clipping and AdamW; fills stats. */
+dz_status dz_train_apply_update(const dz_train_opts *o, int threads, const dz_train_update *u, int64_t rows,
+                                double loss_sum, int64_t step, dz_train_stats *stats);
+
 #endif
