@@ -192,6 +192,9 @@ typedef struct dz_device_props {
     uint64_t memory_total;     /* bytes; 0 if unknown */
     uint64_t memory_free;
     uint32_t caps;             /* DZ_CAP_* */
+    uint32_t tiers;            /* DZ_TIER_* the backend claims native for this device (every op
+                                  of the tier, every type its conformance cases use); `dizuo
+                                  conformance` is what verifies the claim */
 } dz_device_props;
 
 /* The vendor table. `self` is the backend's per-device state made by open();
@@ -236,8 +239,25 @@ typedef struct dz_backend_iface {
     dz_status (*buffer_from_host)(void *self, void *ptr, size_t size, void **buf);
 } dz_backend_iface;
 
-/* The symbol a backend shared library exports (loaded in a later release). */
-typedef const dz_backend_iface *(*dz_backend_entry_fn)(void);
+/* ---- plugins: a backend shipped as a shared library ----
+ *
+ * A plugin is a shared library in a plugin directory (dz_plugins_load) that
+ * exports one function, DZ_BACKEND_ENTRY_SYMBOL, of type dz_backend_entry_fn.
+ * The core calls it once with the services it offers (the plugin links
+ * nothing of dizuo's) and registers the table it returns, checked as
+ * dz_backend_register checks it. A NULL result refuses the plugin; the
+ * plugin should say why through host->fail first. */
+typedef struct dz_host_api {
+    uint32_t abi_version; /* DZ_BACKEND_ABI_VERSION of the core */
+    uint32_t struct_size; /* sizeof(dz_host_api) of the core; fields are only appended */
+    /* Sets the thread's error message (printf format) and returns `status`:
+     * what a backend function returns on failure so that the user reads why. */
+    dz_status (*fail)(dz_status status, const char *fmt, ...);
+    /* Writes a line to dizuo's log at `level` (DZ_LOG_*). */
+    void (*log)(int level, const char *fmt, ...);
+} dz_host_api;
+
+typedef const dz_backend_iface *(*dz_backend_entry_fn)(const dz_host_api *host);
 #define DZ_BACKEND_ENTRY_SYMBOL "dz_backend_entry"
 
 /* ---- registry and devices (the core side of the ABI) ---- */

@@ -64,8 +64,23 @@ static dz_status register_checked(const dz_backend_iface *iface) {
     return DZ_OK;
 }
 
+#ifdef DZ_HAVE_OPENCL
+const dz_backend_iface *dz_opencl_backend_iface(void); /* src/backends/opencl */
+#endif
+#ifdef DZ_HAVE_CUDA
+const dz_backend_iface *dz_cuda_backend_iface(void); /* src/backends/cuda */
+#endif
+
 static void register_builtins(void) {
-    const dz_backend_iface *builtins[] = {dz_cpu_backend_iface(), dz_cpu_ref_backend_iface()};
+    const dz_backend_iface *builtins[] = {
+        dz_cpu_backend_iface(), dz_cpu_ref_backend_iface(),
+#ifdef DZ_HAVE_OPENCL
+        dz_opencl_backend_iface(),
+#endif
+#ifdef DZ_HAVE_CUDA
+        dz_cuda_backend_iface(),
+#endif
+    };
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
         if (register_checked(builtins[i]))
             dz_log(DZ_LOG_ERROR, "built-in backend '%s' refused: %s\n", builtins[i]->name, dz_last_error());

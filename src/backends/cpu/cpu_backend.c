@@ -89,6 +89,7 @@ static dz_status cpu_get_props(void *self, dz_device_props *out) {
     if (pages > 0 && page > 0) out->memory_total = (uint64_t)pages * (uint64_t)page;
     if (avail > 0 && page > 0) out->memory_free = (uint64_t)avail * (uint64_t)page;
     out->caps = DZ_CAP_HOST_MEMORY | DZ_CAP_THREADS;
+    out->tiers = DZ_TIER_I | DZ_TIER_S | DZ_TIER_T;
     return DZ_OK;
 }
 
