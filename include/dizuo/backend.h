@@ -260,6 +260,30 @@ typedef struct dz_host_api {
 typedef const dz_backend_iface *(*dz_backend_entry_fn)(const dz_host_api *host);
 #define DZ_BACKEND_ENTRY_SYMBOL "dz_backend_entry"
 
+/* Where plugins are looked for when the registry starts: every directory of
+ * the environment variable DZ_PLUGIN_PATH (':'-separated), else
+ * DZ_PLUGIN_DIR_DEFAULT. Every "*.so" file there is tried, in name order. */
+#define DZ_PLUGIN_PATH_ENV "DZ_PLUGIN_PATH"
+#define DZ_PLUGIN_DIR_DEFAULT "/usr/local/lib/dizuo/backends"
+
+/* What happened to one plugin file: `backend` is the name it registered
+ * (NULL if refused), `error` why it was refused (NULL if loaded). */
+typedef struct dz_plugin_info {
+    const char *path;
+    const char *backend;
+    const char *error;
+} dz_plugin_info;
+
+/* Loads one plugin file and registers its backend. On refusal (not a
+ * shared library, no entry symbol, entry declined, wrong ABI version,
+ * malformed table, name taken) returns the error naming the file; the
+ * outcome is recorded either way. Not thread-safe against other
+ * registration. */
+dz_status dz_plugin_load(const char *path);
+/* The plugin files tried so far (from the plugin path and dz_plugin_load). */
+int dz_plugin_count(void);
+const dz_plugin_info *dz_plugin_at(int i);
+
 /* ---- registry and devices (the core side of the ABI) ---- */
 
 /* Registers a backend. Refuses (DZ_ERR_UNSUPPORTED, message naming both

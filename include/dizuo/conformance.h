@@ -142,6 +142,10 @@ void dz_conformance_report_print(const dz_conformance_report *r, FILE *out);
  * "backend,device,op,dtype,status,cases,worst_nmse", one row per cell.
  * DZ_ERR_IO naming the path on failure. */
 dz_status dz_conformance_report_write_csv(const dz_conformance_report *r, const char *path);
+/* The matrices of several reports (e.g. every device) in one CSV, rows in
+ * report order. The file is written whole and renamed into place: on failure
+ * the old file is untouched. */
+dz_status dz_conformance_reports_write_csv(const dz_conformance_report *const *reports, int n, const char *path);
 
 /* ---- the comparator ---- */
 

@@ -1,5 +1,6 @@
 /* Shared argument parsing for the subcommands. */
 #include "cli/cli.h"
+#include "dizuo/backend.h"
 
 #include <errno.h>
 #include <math.h>
@@ -49,6 +50,15 @@ const char *dz_arg_value(const char *cmd, int argc, char **argv, int *i) {
     }
     *i += 1;
     return argv[*i];
+}
+
+bool dz_arg_device(const char *cmd, const char *name) {
+    dz_device *dev = NULL;
+    dz_status st = dz_device_open(name, &dev);
+    dz_device_close(dev);
+    if (st != DZ_ERR_ARG) return true; /* exists (a failure to open it is reported where it is used) */
+    fprintf(stderr, "dizuo %s: --device: %s (see dizuo devices)\n", cmd, dz_last_error());
+    return false;
 }
 
 int dz_cli_error(const char *cmd) {

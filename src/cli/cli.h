@@ -15,6 +15,7 @@ int dz_cmd_tokenizer_train(int argc, char **argv);
 int dz_cmd_run(int argc, char **argv);
 int dz_cmd_logits(int argc, char **argv);
 int dz_cmd_conformance(int argc, char **argv);
+int dz_cmd_devices(int argc, char **argv);
 int dz_cmd_synth(int argc, char **argv);
 int dz_cmd_quantize(int argc, char **argv);
 int dz_cmd_bench(int argc, char **argv);
@@ -33,6 +34,9 @@ bool dz_arg_float(const char *cmd, const char *opt, const char *text, double lo,
                   double *out);
 /* The value after option argv[*i]; advances *i. NULL (and a message) if missing. */
 const char *dz_arg_value(const char *cmd, int argc, char **argv, int *i);
+/* Checks a --device name: an unknown device prints the usage error listing
+ * the devices there are and returns false. */
+bool dz_arg_device(const char *cmd, const char *name);
 /* Prints the library's last error as "dizuo <cmd>: <message>" and returns 1. */
 int dz_cli_error(const char *cmd);
 

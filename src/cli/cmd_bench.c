@@ -70,7 +70,7 @@ static int parse(int argc, char **argv, bench_args *a) {
         } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
             if (!(a->model = dz_arg_value(cmd, argc, argv, &i))) return DZ_EXIT_USAGE;
         } else if (!strcmp(o, "--device")) {
-            if (!(a->device = dz_arg_value(cmd, argc, argv, &i))) return DZ_EXIT_USAGE;
+            if (!(a->device = dz_arg_value(cmd, argc, argv, &i)) || !dz_arg_device(cmd, a->device)) return DZ_EXIT_USAGE;
         } else if (!strcmp(o, "-p") || !strcmp(o, "--n-prompt")) {
             target = &a->n_prompt, lo = 0, hi = 1 << 20;
         } else if (!strcmp(o, "-n") || !strcmp(o, "--n-gen")) {

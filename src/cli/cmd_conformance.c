@@ -6,19 +6,23 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "dizuo/backend.h"
 #include "dizuo/conformance.h"
 
 static const char *CMD = "conformance";
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: dizuo conformance [--device NAME] [--tier I] [--op OP] [--csv FILE]\n"
+            "usage: dizuo conformance [--device NAME | --all] [--tier I] [--op OP] [--csv FILE]\n"
             "                         [--seed S] [--threads N] [-v]\n\n"
             "Checks a device's kernels against the CPU reference: every op of the tier, every\n"
             "type it takes, odd sizes, strided views, broadcasting, GQA, RoPE modes, masks.\n"
             "Nodes the device refuses run on the CPU (\"fallback\"); a device is certified for a\n"
             "tier when every case is native.\n\n"
             "  --device NAME  device under test: cpu, <backend>:<index> (default cpu)\n"
+            "  --all          every device of every backend (built-in and plugins), every tier\n"
+            "                 unless --tier says otherwise; with --csv, one matrix of them all\n"
+            "                 (docs/support-matrix.csv is made so)\n"
             "  --tier T       op tier: I (inference; the default), S (serving), T (training);\n"
             "                 several as I,S\n"
             "  --op OP        only this op (e.g. MUL_MAT)\n"
@@ -58,10 +62,55 @@ static void print_case(const dz_conformance_case *c, void *user) {
     fflush(stdout);
 }
 
+/* Runs the suite on one device and prints its matrix; *out receives the
+ * report (NULL when the run could not be made). Returns the exit code. */
+static int run_device(const char *device_name, const char *tier_text, const dz_conformance_options *opt,
+                      bool verbose, dz_conformance_report **out) {
+    *out = NULL;
+    dz_device *dev = NULL;
+    dz_status st = dz_device_open(device_name, &dev);
+    if (st != DZ_OK) {
+        dz_cli_error(CMD);
+        return st == DZ_ERR_ARG ? DZ_EXIT_USAGE : DZ_EXIT_ERROR;
+    }
+    if (verbose) printf("comparator self-check: %s\n", dz_conformance_self_check() == DZ_OK ? "ok" : "FAILED");
+    dz_conformance_report *report = NULL;
+    st = dz_conformance_run(dev, opt, &report);
+    dz_device_close(dev);
+    if (st != DZ_OK) {
+        dz_cli_error(CMD);
+        return st == DZ_ERR_ARG ? DZ_EXIT_USAGE : DZ_EXIT_ERROR;
+    }
+    const dz_conformance_summary *sum = dz_conformance_report_summary(report);
+    int rc = DZ_EXIT_OK;
+    if (sum->n_cases == 0) {
+        printf("dizuo %s: no ops in tier %s yet; nothing to check\n", CMD, tier_text);
+    } else {
+        if (verbose) printf("\n");
+        dz_conformance_report_print(report, stdout);
+        if (sum->n_failed > 0) {
+            printf("every case of an op again, with the same inputs: dizuo conformance "
+                   "--device %s --op <OP> --seed %llu -v\n", device_name, (unsigned long long)opt->seed);
+            rc = DZ_EXIT_ERROR;
+        }
+    }
+    *out = report;
+    return rc;
+}
+
+static int run_one(const char *device_name, const char *tier_text, const dz_conformance_options *opt, bool verbose,
+                   const char *csv) {
+    dz_conformance_report *report = NULL;
+    int rc = run_device(device_name, tier_text, opt, verbose, &report);
+    if (report && csv && dz_conformance_report_write_csv(report, csv) != DZ_OK) rc = dz_cli_error(CMD);
+    dz_conformance_report_destroy(report);
+    return rc;
+}
+
 int dz_cmd_conformance(int argc, char **argv) {
     const char *device_name = "cpu", *csv = NULL, *tier_text = "I";
     dz_conformance_options opt = dz_conformance_options_default();
-    bool verbose = false;
+    bool verbose = false, all = false, tier_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long long v;
@@ -70,10 +119,14 @@ int dz_cmd_conformance(int argc, char **argv) {
             return DZ_EXIT_OK;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = true;
+        } else if (!strcmp(a, "--all")) {
+            all = true;
         } else if (!strcmp(a, "--device")) {
-            if (!(device_name = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
+            if (!(device_name = dz_arg_value(CMD, argc, argv, &i)) || !dz_arg_device(CMD, device_name))
+                return DZ_EXIT_USAGE;
         } else if (!strcmp(a, "--tier")) {
             if (!(tier_text = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
+            tier_given = true;
         } else if (!strcmp(a, "--op")) {
             if (!(opt.only_op = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
         } else if (!strcmp(a, "--csv")) {
@@ -91,6 +144,7 @@ int dz_cmd_conformance(int argc, char **argv) {
             return DZ_EXIT_USAGE;
         }
     }
+    if (all && !tier_given) tier_text = "I,S,T";
     if (!parse_tiers(tier_text, &opt.tiers)) {
         fprintf(stderr, "dizuo %s: unknown tier '%s': tiers are I (inference), S (serving), "
                 "T (training)\n", CMD, tier_text);
@@ -98,35 +152,29 @@ int dz_cmd_conformance(int argc, char **argv) {
     }
     if (verbose) opt.on_case = print_case;
 
-    dz_device *dev = NULL;
-    dz_status st = dz_device_open(device_name, &dev);
-    if (st != DZ_OK) {
-        dz_cli_error(CMD);
-        return st == DZ_ERR_ARG ? DZ_EXIT_USAGE : DZ_EXIT_ERROR;
-    }
-    if (verbose) printf("comparator self-check: %s\n", dz_conformance_self_check() == DZ_OK ? "ok" : "FAILED");
-    dz_conformance_report *report = NULL;
-    st = dz_conformance_run(dev, &opt, &report);
-    dz_device_close(dev);
-    if (st != DZ_OK) {
-        dz_cli_error(CMD);
-        return st == DZ_ERR_ARG ? DZ_EXIT_USAGE : DZ_EXIT_ERROR;
-    }
-    const dz_conformance_summary *sum = dz_conformance_report_summary(report);
-    int rc = DZ_EXIT_OK;
-    if (sum->n_cases == 0) {
-        printf("dizuo %s: no ops in tier %s yet; nothing to check\n", CMD, tier_text);
-    } else {
-        if (verbose) printf("\n");
-        dz_conformance_report_print(report, stdout);
-        if (sum->n_failed > 0) {
-            printf("every case of an op again, with the same inputs: dizuo conformance "
-                   "--device %s --op <OP> --seed %llu -v\n", device_name,
-                   (unsigned long long)opt.seed);
-            rc = DZ_EXIT_ERROR;
+    if (!all) return run_one(device_name, tier_text, &opt, verbose, csv);
+
+    /* --all: every device of every backend, one CSV with all their rows. */
+    dz_conformance_report *reports[64];
+    int n_reports = 0, rc = DZ_EXIT_OK;
+    for (int b = 0; b < dz_backend_count() && n_reports < 64; b++) {
+        const dz_backend_iface *iface = dz_backend_at(b);
+        for (int d = 0; d < iface->device_count() && n_reports < 64; d++) {
+            char name[DZ_MAX_NAME + 16];
+            snprintf(name, sizeof name, "%s:%d", iface->name, d);
+            printf("== %s\n", name);
+            fflush(stdout);
+            dz_conformance_report *r = NULL;
+            int one = run_device(name, tier_text, &opt, verbose, &r);
+            if (one != DZ_EXIT_OK) rc = one;
+            if (r) reports[n_reports++] = r;
+            printf("\n");
         }
     }
-    if (csv && dz_conformance_report_write_csv(report, csv) != DZ_OK) rc = dz_cli_error(CMD);
-    dz_conformance_report_destroy(report);
+    if (csv && dz_conformance_reports_write_csv((const dz_conformance_report *const *)reports, n_reports, csv))
+        rc = dz_cli_error(CMD);
+    else if (csv)
+        printf("support matrix of %d device%s written to %s\n", n_reports, n_reports == 1 ? "" : "s", csv);
+    for (int i = 0; i < n_reports; i++) dz_conformance_report_destroy(reports[i]);
     return rc;
 }

@@ -26,6 +26,8 @@ static const char *help =
     "      --lr LR (default 1e-3) --warmup W --schedule cosine|constant --clip C (default 1)\n"
     "      --beta1 --beta2 --eps --weight-decay (default 0)\n"
     "  -t, --threads N           CPU threads\n"
+    "  --device NAME             device of the base model (default cpu; see dizuo devices);\n"
+    "                            the adapters and the optimizer stay on the CPU\n"
     "      --log FILE.jsonl      one JSON object per step\n"
     "  -o, --output FILE.gguf    the adapter (required)\n"
     "  -h, --help                this help\n";
@@ -33,7 +35,7 @@ static const char *help =
 static const char *CMD = "finetune";
 
 typedef struct ft_args {
-    const char *base, *data, *out, *log, *targets;
+    const char *device, *base, *data, *out, *log, *targets;
     long long rank, batch, seq, accum, steps, warmup, threads, seed;
     double alpha;
     bool no_shuffle;
@@ -63,7 +65,7 @@ static int parse(int argc, char **argv, ft_args *a) {
         };
         const struct { const char *name; const char **dst; } strs[] = {
             {"--base", &a->base}, {"--data", &a->data}, {"-o", &a->out}, {"--output", &a->out},
-            {"--log", &a->log},   {"--lora-targets", &a->targets},
+            {"--log", &a->log},   {"--lora-targets", &a->targets}, {"--device", &a->device},
         };
         bool done = false;
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
@@ -180,6 +182,7 @@ int dz_cmd_finetune(int argc, char **argv) {
     o.steps = (int32_t)a.steps;
     o.warmup = (int32_t)a.warmup;
     o.threads = (int32_t)a.threads;
+    o.device = a.device;
     dz_lora_opts lo = {.rank = (int32_t)a.rank, .alpha = (float)a.alpha, .targets = a.targets};
     dz_lora_trainer *tr = NULL;
     if (dz_lora_trainer_create(a.base, &lo, &o, (uint64_t)a.seed, &tr)) return dz_cli_error(CMD);

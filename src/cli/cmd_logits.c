@@ -103,7 +103,7 @@ int dz_cmd_logits(int argc, char **argv) {
         } else if (!strcmp(o, "-o") || !strcmp(o, "--output")) {
             if (!(out_path = dz_arg_value(cmd, argc, argv, &i))) return DZ_EXIT_USAGE;
         } else if (!strcmp(o, "--device")) {
-            if (!(device = dz_arg_value(cmd, argc, argv, &i))) return DZ_EXIT_USAGE;
+            if (!(device = dz_arg_value(cmd, argc, argv, &i)) || !dz_arg_device(cmd, device)) return DZ_EXIT_USAGE;
         } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
             if (!(v = dz_arg_value(cmd, argc, argv, &i)) || !dz_arg_int(cmd, o, v, 1, 1024, &threads))
                 return DZ_EXIT_USAGE;

@@ -72,7 +72,7 @@ static int parse(int argc, char **argv, run_args *a) {
             if (!(v = dz_arg_value(cmd, argc, argv, &i)) || !dz_arg_float(cmd, o, v, -1e6, 1e6, &a->lora_scale))
                 return DZ_EXIT_USAGE;
         } else if (!strcmp(o, "--device")) {
-            if (!(a->device = dz_arg_value(cmd, argc, argv, &i))) return DZ_EXIT_USAGE;
+            if (!(a->device = dz_arg_value(cmd, argc, argv, &i)) || !dz_arg_device(cmd, a->device)) return DZ_EXIT_USAGE;
         } else if (!strcmp(o, "-n") || !strcmp(o, "--n-predict")) {
             if (!(v = dz_arg_value(cmd, argc, argv, &i)) || !dz_arg_int(cmd, o, v, 0, 1 << 24, &a->n_predict))
                 return DZ_EXIT_USAGE;

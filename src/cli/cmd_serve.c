@@ -18,7 +18,7 @@ int dz_cmd_serve(int argc, char **argv);
 static void usage(FILE *out) {
     fprintf(out,
             "usage: dizuo serve -m MODEL.gguf [--host 127.0.0.1] [--port 8080] [--db dizuo.db] [-t THREADS]\n"
-            "                   [--parallel 8] [-c CTX] [--kv-blocks N] [--model-name NAME] [--config FILE.json]\n"
+            "                   [--parallel 8] [-c CTX] [--device NAME] [--kv-blocks N] [--model-name NAME] [--config FILE.json]\n"
             "                   [--admin-key-file FILE] [--access-log FILE] [--chat-template NAME]\n"
             "                   [--lora ADAPTER.gguf [--lora-scale S]]\n"
             "                   [--log-level error|warn|info|debug]\n"
@@ -32,6 +32,7 @@ static void usage(FILE *out) {
             "  --port N                port (default 8080; 0 picks a free one)\n"
             "  --db FILE               the key and usage ledger (default dizuo.db; created when absent)\n"
             "  -t, --threads N         compute threads (default: the device's)\n"
+            "  --device NAME           device of the model and its KV cache (default cpu; see dizuo devices)\n"
             "  --parallel N            sequences decoding at once (default 8)\n"
             "  -c, --ctx N             positions per sequence (default: the model's, at most 4096)\n"
             "  --kv-blocks N           KV cache blocks of 16 positions (default: parallel x ctx)\n"
@@ -81,6 +82,7 @@ static int parse_flags(int argc, char **argv, dz_serve_config *c) {
         else if (!strcmp(a, "--access-log")) str = &c->access_log;
         else if (!strcmp(a, "--chat-template")) str = &c->chat_template;
         else if (!strcmp(a, "--lora")) str = &c->lora;
+        else if (!strcmp(a, "--device")) str = &c->device;
         else if (!strcmp(a, "--lora-scale")) {
             if (!(v = dz_arg_value("serve", argc, argv, &i))) return DZ_EXIT_USAGE;
             char *end = NULL;
@@ -160,6 +162,10 @@ int dz_cmd_serve(int argc, char **argv) {
     if ((rc = parse_flags(argc, argv, &c)) >= 0) goto out;
     if (!c.model) {
         fprintf(stderr, "dizuo serve: -m MODEL.gguf is required (see dizuo serve --help)\n");
+        rc = DZ_EXIT_USAGE;
+        goto out;
+    }
+    if (c.device && !dz_arg_device("serve", c.device)) {
         rc = DZ_EXIT_USAGE;
         goto out;
     }

@@ -47,6 +47,8 @@ static const char *train_help =
     "                            AdamW (defaults 0.9, 0.95, 1e-8, 0.1)\n"
     "      --clip C              global gradient-norm clip; 0 = off (default 1)\n"
     "  -t, --threads N           CPU threads (default: the device's choice)\n"
+    "  --device NAME             device of the forward and backward passes (default cpu; see\n"
+    "                            dizuo devices); the weights and the optimizer stay on the CPU\n"
     "output:\n"
     "  -o, --output FILE.gguf    the trained model (and FILE.loss.svg, the loss curve)\n"
     "      --out-type f32|f16    weight type of the output (default f32)\n"
@@ -57,7 +59,7 @@ static const char *train_help =
     "  -h, --help                this help\n";
 
 typedef struct train_args {
-    const char *arch, *init, *tokenizer, *data, *val, *out, *log, *ckpt_dir, *resume, *out_type;
+    const char *device, *arch, *init, *tokenizer, *data, *val, *out, *log, *ckpt_dir, *resume, *out_type;
     long long dim, layers, heads, kv_heads, ffn, ctx, vocab;
     long long batch, seq, accum, steps, warmup, threads, save_every, seed;
     bool tied, no_shuffle, seed_given, batch_given, seq_given, accum_given;
@@ -93,7 +95,7 @@ static int parse(int argc, char **argv, train_args *a) {
         const struct { const char *name; const char **dst; } strs[] = {
             {"--arch", &a->arch}, {"--init", &a->init}, {"--tokenizer", &a->tokenizer}, {"--data", &a->data},
             {"--val", &a->val}, {"-o", &a->out}, {"--output", &a->out}, {"--log", &a->log},
-            {"--checkpoint-dir", &a->ckpt_dir}, {"--resume", &a->resume}, {"--out-type", &a->out_type},
+            {"--checkpoint-dir", &a->ckpt_dir}, {"--device", &a->device}, {"--resume", &a->resume}, {"--out-type", &a->out_type},
         };
         bool done = false;
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
@@ -305,6 +307,7 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_d
     o.steps = (int32_t)a->steps;
     o.warmup = (int32_t)a->warmup;
     o.threads = (int32_t)a->threads;
+    o.device = a->device;
     if (dp->size > 1) {
         o.reduce = dz_dp_reduce;
         o.reduce_user = dp;

@@ -16,6 +16,7 @@ static const command commands[] = {
     {"tokenizer-train", dz_cmd_tokenizer_train, "learn a byte-level BPE vocabulary from text files"},
     {"run", dz_cmd_run, "generate text from a prompt"},
     {"logits", dz_cmd_logits, "teacher-forced logits of a token sequence"},
+    {"devices", dz_cmd_devices, "list the devices (CPU, accelerators, plugins) dizuo can run on"},
     {"conformance", dz_cmd_conformance, "check a device's kernels against the CPU reference"},
     {"synth", dz_cmd_synth, "write a random-weight model of any shape (for benchmarks)"},
     {"quantize", dz_cmd_quantize, "convert a model's weights to another format"},

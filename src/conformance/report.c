@@ -154,18 +154,33 @@ static void csv_field(FILE *f, const char *text) {
     fputc('"', f);
 }
 
-dz_status dz_conformance_report_write_csv(const dz_conformance_report *r, const char *path) {
-    if (!r || !path) return dz_fail(DZ_ERR_ARG, "dz_conformance_report_write_csv: NULL report or path");
-    FILE *f = fopen(path, "w");
-    if (!f) return dz_fail(DZ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+dz_status dz_conformance_reports_write_csv(const dz_conformance_report *const *reports, int n, const char *path) {
+    if (!reports || n < 0 || !path) return dz_fail(DZ_ERR_ARG, "dz_conformance_reports_write_csv: bad arguments");
+    for (int k = 0; k < n; k++)
+        if (!reports[k]) return dz_fail(DZ_ERR_ARG, "dz_conformance_reports_write_csv: report %d is NULL", k);
+    /* Written beside the target and renamed over it: a failed write leaves
+     * the old matrix as it was. */
+    size_t len = strlen(path) + 16;
+    char *tmp = malloc(len);
+    if (!tmp) return dz_fail(DZ_ERR_NOMEM, "out of memory writing %s", path);
+    snprintf(tmp, len, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        dz_status st = dz_fail(DZ_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
     fputs("backend,device,op,dtype,status,cases,worst_nmse\n", f);
-    for (int32_t i = 0; i < r->n_cells; i++) {
-        const dz_conformance_cell *c = &r->cells[i];
-        csv_field(f, r->summary.backend);
-        fputc(',', f);
-        csv_field(f, r->summary.device);
-        fprintf(f, ",%s,%s,%s,%d,%.6g\n", dz_op_name(c->op), c->dtype,
-                dz_conformance_result_name(c->result), (int)c->n_cases, c->worst_nmse);
+    for (int k = 0; k < n; k++) {
+        const dz_conformance_report *r = reports[k];
+        for (int32_t i = 0; i < r->n_cells; i++) {
+            const dz_conformance_cell *c = &r->cells[i];
+            csv_field(f, r->summary.backend);
+            fputc(',', f);
+            csv_field(f, r->summary.device);
+            fprintf(f, ",%s,%s,%s,%d,%.6g\n", dz_op_name(c->op), c->dtype, dz_conformance_result_name(c->result),
+                    (int)c->n_cases, c->worst_nmse);
+        }
     }
     bool failed = ferror(f) != 0;
     int saved = errno;
@@ -173,6 +188,17 @@ dz_status dz_conformance_report_write_csv(const dz_conformance_report *r, const 
         failed = true;
         saved = errno;
     }
+    if (!failed && rename(tmp, path) != 0) {
+        failed = true;
+        saved = errno;
+    }
+    if (failed) remove(tmp);
+    free(tmp);
     if (failed) return dz_fail(DZ_ERR_IO, "%s: write failed: %s", path, strerror(saved));
     return DZ_OK;
+}
+
+dz_status dz_conformance_report_write_csv(const dz_conformance_report *r, const char *path) {
+    if (!r || !path) return dz_fail(DZ_ERR_ARG, "dz_conformance_report_write_csv: NULL report or path");
+    return dz_conformance_reports_write_csv(&r, 1, path);
 }

@@ -28,4 +28,12 @@ struct dz_device {
  * DZ_ERR_UNSUPPORTED for version/size, DZ_ERR_ARG for a malformed table. */
 dz_status dz_backend_iface_check(const dz_backend_iface *iface);
 
+/* plugin.c: opens the shared library at path, calls its entry function and
+ * checks the table it returns; on success *iface and *handle (dlopen's) are
+ * set, on failure the library is closed again and the message says why. */
+dz_status dz_plugin_open(const char *path, const dz_backend_iface **iface, void **handle);
+/* The "*.so" files of dir as "dir/name", sorted; free with dz_plugin_dir_free. */
+dz_status dz_plugin_dir_list(const char *dir, char ***paths, int *count);
+void dz_plugin_dir_free(char **paths, int count);
+
 #endif

@@ -1,7 +1,9 @@
 /* The backend registry and device handles: which backends exist, opening a
  * device by name, and its properties. The built-in CPU backends ("cpu", the
  * fast path, and "cpu-ref", the reference) register themselves the first
- * time anything asks the registry. */
+ * time anything asks the registry, then the backend plugins of the plugin
+ * path (plugin.c opens them). */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +88,80 @@ static void register_builtins(void) {
             dz_log(DZ_LOG_ERROR, "built-in backend '%s' refused: %s\n", builtins[i]->name, dz_last_error());
 }
 
-static void ensure_builtins(void) { pthread_once(&builtins_once, register_builtins); }
+/* ---- plugins ---- */
+
+enum { MAX_PLUGINS = 32 };
+static dz_plugin_info plugins[MAX_PLUGINS];
+static int n_plugins;
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static dz_status load_plugin(const char *path) {
+    const dz_backend_iface *iface = NULL;
+    void *handle = NULL;
+    dz_status st = dz_plugin_open(path, &iface, &handle);
+    if (!st && (st = register_checked(iface))) dlclose(handle);
+    if (st) dz_error_prefix(st, "backend plugin %s: ", path);
+    if (n_plugins < MAX_PLUGINS) {
+        dz_plugin_info *p = &plugins[n_plugins++];
+        p->path = dup_str(path);
+        p->backend = st ? NULL : iface->name;
+        p->error = st ? dup_str(dz_last_error()) : NULL;
+    }
+    return st;
+}
+
+static void load_plugin_dir(const char *dir) {
+    char **paths = NULL;
+    int count = 0;
+    if (dz_plugin_dir_list(dir, &paths, &count)) return; /* an absent directory holds no plugins */
+    for (int i = 0; i < count; i++)
+        if (load_plugin(paths[i])) dz_log(DZ_LOG_WARN, "%s (the other backends keep working)\n", dz_last_error());
+    dz_plugin_dir_free(paths, count);
+}
+
+static void load_plugin_path(void) {
+    const char *env = getenv(DZ_PLUGIN_PATH_ENV);
+    if (!env || !env[0]) {
+        load_plugin_dir(DZ_PLUGIN_DIR_DEFAULT);
+        return;
+    }
+    char *copy = dup_str(env);
+    if (!copy) return;
+    char *save = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
+        if (dir[0]) load_plugin_dir(dir);
+    free(copy);
+}
+
+static void start_registry(void) {
+    register_builtins();
+    load_plugin_path();
+    dz_clear_error();
+}
+
+static void ensure_builtins(void) { pthread_once(&builtins_once, start_registry); }
+
+dz_status dz_plugin_load(const char *path) {
+    ensure_builtins();
+    if (!path || !path[0]) return dz_fail(DZ_ERR_ARG, "dz_plugin_load: no path given");
+    return load_plugin(path);
+}
+
+int dz_plugin_count(void) {
+    ensure_builtins();
+    return n_plugins;
+}
+
+const dz_plugin_info *dz_plugin_at(int i) {
+    ensure_builtins();
+    return i >= 0 && i < n_plugins ? &plugins[i] : NULL;
+}
 
 dz_status dz_backend_register(const dz_backend_iface *iface) {
     ensure_builtins();

@@ -19,6 +19,36 @@
 
 #include "model/model_impl.h"
 
+/* The rows [first, first + count) of a cache tensor, shaped like the new k or v. */
+static dz_tensor *cache_rows_view(dz_ctx *ctx, dz_tensor *cache, int32_t first, int32_t count) {
+    return dz_view_3d(ctx, cache, cache->ne[0], cache->ne[1], count, cache->nb[1], cache->nb[2],
+                      (size_t)first * cache->nb[2]);
+}
+
+/* Where a cache of `rows` positions lives: on the model's device when that
+ * device can write the new rows itself (the CPY of forward.c and the
+ * SET_ROWS of batch.c, probed on headers of the cache's shape), else on
+ * the CPU beside it. A cache write runs where the cache is, so a device
+ * that cannot compute it must not hold it; reading it elsewhere only costs
+ * copies. */
+static dz_device *kv_device(dz_model *m, int64_t rows) {
+    if (!m->cpu) return m->device;
+    const dz_model_hparams *hp = &m->hp;
+    const int64_t width = (int64_t)hp->head_dim * hp->n_head_kv;
+    dz_ctx *ctx = dz_ctx_create(16);
+    dz_tensor *cache = ctx ? dz_new_tensor_3d(ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows) : NULL;
+    dz_tensor *fresh = ctx ? dz_new_tensor_3d(ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, 1) : NULL;
+    dz_tensor *ids = ctx ? dz_new_tensor_1d(ctx, DZ_TYPE_I32, 1) : NULL;
+    bool ok = false;
+    if (cache && fresh && ids) {
+        dz_tensor *cpy = dz_cpy(ctx, fresh, cache_rows_view(ctx, cache, 0, 1));
+        dz_tensor *set = dz_set_rows(ctx, dz_reshape_2d(ctx, cache, width, rows), dz_reshape_2d(ctx, fresh, width, 1), ids);
+        ok = cpy && set && dz_device_supports(m->device, cpy) && dz_device_supports(m->device, set);
+    }
+    dz_ctx_destroy(ctx);
+    return ok ? m->device : m->cpu;
+}
+
 dz_status dz_kv_tensors_create(dz_model *m, int64_t rows, const char *name, dz_ctx **ctx_out,
                                dz_buffer **buf_out, dz_tensor ***k_out, dz_tensor ***v_out) {
     const dz_model_hparams *hp = &m->hp;
@@ -36,7 +66,9 @@ dz_status dz_kv_tensors_create(dz_model *m, int64_t rows, const char *name, dz_c
     }
     /* Not cleared: a pass reads only rows that it or an earlier one wrote,
      * and an untouched large cache costs neither time nor resident memory. */
-    if (!st) st = dz_buffer_alloc(m->device, total, &buf);
+    dz_device *dev = st ? NULL : kv_device(m, rows);
+    if (!st && (st = dz_buffer_alloc(dev, total, &buf)))
+        dz_error_prefix(st, "the %s (%lld positions, %zu bytes): ", name, (long long)rows, total);
     for (int32_t i = 0; !st && i < hp->n_layer; i++) {
         k[i] = dz_new_tensor_3d(ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows);
         v[i] = dz_new_tensor_3d(ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows);
@@ -93,11 +125,6 @@ void dz_kv_cache_free(dz_kv_cache *kv) {
 int32_t dz_kv_cache_n_ctx(const dz_kv_cache *kv) { return kv->n_ctx; }
 size_t dz_kv_cache_bytes(const dz_kv_cache *kv) { return kv->buf ? kv->buf->size : 0; }
 
-/* The rows [n_past, n_past + T) of a cache tensor, shaped like the new k or v. */
-static dz_tensor *cache_rows(dz_ctx *ctx, dz_tensor *cache, int32_t first, int32_t count) {
-    return dz_view_3d(ctx, cache, cache->ne[0], cache->ne[1], count, cache->nb[1], cache->nb[2],
-                      (size_t)first * cache->nb[2]);
-}
 
 static dz_tensor *add_bias(dz_ctx *ctx, dz_tensor *x, dz_tensor *bias) {
     return bias ? dz_add(ctx, x, bias) : x;
@@ -192,11 +219,11 @@ static dz_graph *build_graph(dz_model *m, dz_kv_cache *kv, int32_t T, int32_t n_
         const dz_layer *l = &m->layers[il];
         dz_tensor *q, *k, *v;
         dz_layer_qkv(ctx, m, l, x, pos, T, &q, &k, &v);
-        if (!dz_graph_add_stores(ctx, &g, dz_cpy(ctx, k, cache_rows(ctx, kv->k[il], n_past, T)),
-                                 dz_cpy(ctx, v, cache_rows(ctx, kv->v[il], n_past, T))))
+        if (!dz_graph_add_stores(ctx, &g, dz_cpy(ctx, k, cache_rows_view(ctx, kv->k[il], n_past, T)),
+                                 dz_cpy(ctx, v, cache_rows_view(ctx, kv->v[il], n_past, T))))
             return NULL;
-        dz_tensor *a = dz_attention(ctx, q, cache_rows(ctx, kv->k[il], 0, n_kv),
-                                    cache_rows(ctx, kv->v[il], 0, n_kv), NULL, kq_scale, true,
+        dz_tensor *a = dz_attention(ctx, q, cache_rows_view(ctx, kv->k[il], 0, n_kv),
+                                    cache_rows_view(ctx, kv->v[il], 0, n_kv), NULL, kq_scale, true,
                                     n_past); /* (hd, n_head, T) */
         x = dz_layer_finish(ctx, m, l, x, a);
     }

@@ -55,7 +55,8 @@ static dz_status bind_bytes(dz_model *m, const dz_gguf_tensor *info, const char 
     if (!t) return dz_fail(DZ_ERR_NOMEM, "tensor '%s': %s", name, dz_ctx_error(m->wctx));
     dz_set_name(t, "%s", name);
     t->flags |= DZ_TENSOR_WEIGHT;
-    size_t offset = (size_t)((const char *)info->data - (const char *)dz_gguf_base(m->gguf)) + skip;
+    size_t offset = (size_t)((const char *)info->data - (const char *)dz_gguf_base(m->gguf)) + skip -
+                    m->weights_offset;
     dz_status st = dz_tensor_bind(t, m->weights, offset);
     if (st) return dz_error_prefix(st, "tensor '%s': ", name);
     *out = t;
@@ -209,18 +210,43 @@ static dz_status read_vocab_size(dz_model *m) {
     return DZ_OK;
 }
 
+/* The model's device and, when that device's memory is not host memory, the
+ * CPU beside it: the scheduler runs there whatever the device refuses. */
 static dz_status open_devices(dz_model *m, const dz_model_options *opt) {
     const char *name = opt && opt->device ? opt->device : "cpu";
     dz_status st = dz_device_open(name, &m->device);
     if (st) return st;
-    const dz_device_props *props = dz_device_props_get(m->device);
-    if (!(props->caps & DZ_CAP_HOST_MEMORY))
-        return dz_fail(DZ_ERR_UNSUPPORTED, "device '%s': weights on non-host devices arrive with "
-                                           "the hardware backends; use --device cpu", name);
-    if (opt && opt->n_threads > 0 && (st = dz_device_set_threads(m->device, opt->n_threads)))
-        return st;
-    dz_device *devs[1] = {m->device};
-    return dz_sched_create(devs, 1, &m->sched);
+    const int32_t threads = opt ? opt->n_threads : 0;
+    if (threads > 0 && (st = dz_device_set_threads(m->device, threads))) return st;
+    if (dz_device_props_get(m->device)->caps & DZ_CAP_HOST_MEMORY) return dz_sched_create(&m->device, 1, &m->sched);
+    if ((st = dz_device_open("cpu", &m->cpu))) return dz_error_prefix(st, "the CPU to fall back on: ");
+    if (threads > 0 && (st = dz_device_set_threads(m->cpu, threads))) return st;
+    dz_device *devs[2] = {m->device, m->cpu};
+    return dz_sched_create(devs, 2, &m->sched);
+}
+
+/* The weights: the file mapping itself on a host device; on any other
+ * device a copy of the file's tensor data section (weights_offset is where
+ * that section starts in the file). */
+static dz_status place_weights(dz_model *m) {
+    void *base = (void *)dz_gguf_base(m->gguf); /* read-only mapping: weights are never written */
+    const size_t file_size = dz_gguf_file_size(m->gguf);
+    if (dz_device_props_get(m->device)->caps & DZ_CAP_HOST_MEMORY)
+        return dz_buffer_from_host(m->device, base, file_size, &m->weights);
+    const size_t start = dz_gguf_data_offset(m->gguf);
+    const size_t size = file_size > start ? file_size - start : 0;
+    const char *dev = dz_device_props_get(m->device)->name;
+    dz_status st = dz_buffer_alloc(m->device, size ? size : 1, &m->weights);
+    if (st) return dz_error_prefix(st, "the model's weights (%zu bytes) on %s: ", size, dev);
+    m->weights_offset = start;
+    /* In pieces, so that a device with small staging transfers never sees a huge one. */
+    const size_t piece = (size_t)64 << 20;
+    for (size_t done = 0; done < size; done += piece) {
+        const size_t n = size - done < piece ? size - done : piece;
+        if ((st = dz_buffer_write(m->weights, done, (const char *)base + start + done, n)))
+            return dz_error_prefix(st, "copying the model's weights to %s: ", dev);
+    }
+    return DZ_OK;
 }
 
 static dz_status load(dz_model *m, const char *path, const dz_model_options *opt) {
@@ -231,9 +257,7 @@ static dz_status load(dz_model *m, const char *path, const dz_model_options *opt
     if ((st = dz_tokenizer_load(m->gguf, &m->tok))) return st;
     if ((st = read_vocab_size(m))) return st;
     if ((st = open_devices(m, opt))) return st;
-    void *base = (void *)dz_gguf_base(m->gguf); /* read-only mapping: weights are never written */
-    if ((st = dz_buffer_from_host(m->device, base, dz_gguf_file_size(m->gguf), &m->weights)))
-        return st;
+    if ((st = place_weights(m))) return st;
     /* Enough headers for every tensor the file has (and then some). */
     int64_t n = dz_gguf_n_tensors(m->gguf) + 16;
     if (n > (1 << 20)) n = 1 << 20;
@@ -265,6 +289,7 @@ void dz_model_free(dz_model *m) {
     dz_buffer_free(m->weights);
     dz_sched_destroy(m->sched);
     dz_device_close(m->device);
+    dz_device_close(m->cpu);
     dz_tokenizer_free(m->tok);
     dz_gguf_close(m->gguf);
     free(m);

@@ -45,9 +45,10 @@ struct dz_model {
     dz_gguf *gguf;
     dz_tokenizer *tok;
     dz_device *device;   /* where weights and caches live */
-    dz_device *cpu;      /* fallback device (== device when running on the CPU) */
+    dz_device *cpu;      /* fallback device beside a non-host device; NULL on a host device */
     dz_sched *sched;
-    dz_buffer *weights;  /* wraps the file mapping */
+    dz_buffer *weights;  /* wraps the file mapping (host device) or holds its data section */
+    size_t weights_offset; /* file offset of the weights buffer's first byte */
     dz_ctx *wctx;        /* headers of the weight tensors */
     dz_tensor *tok_embd, *output_norm, *output;
     dz_tensor *pos_embd;      /* gpt2: (n_embd, n_ctx_train) learned positions; else NULL */

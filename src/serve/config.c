@@ -46,7 +46,7 @@ dz_status dz_serve_config_init(dz_serve_config *c) {
 void dz_serve_config_clear(dz_serve_config *c) {
     if (!c) return;
     char **strs[] = {&c->model, &c->model_name, &c->host, &c->db, &c->chat_template, &c->admin_key_file,
-                     &c->access_log, &c->lora};
+                     &c->access_log, &c->lora, &c->device};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -56,12 +56,13 @@ void dz_serve_config_clear(dz_serve_config *c) {
 dz_status dz_serve_config_copy(dz_serve_config *dst, const dz_serve_config *src) {
     *dst = *src;
     dst->model = dst->model_name = dst->host = dst->db = dst->chat_template = dst->admin_key_file =
-        dst->access_log = dst->lora = NULL;
+        dst->access_log = dst->lora = dst->device = NULL;
     if (dz_serve_config_set_str(&dst->model, src->model) || dz_serve_config_set_str(&dst->model_name, src->model_name) ||
         dz_serve_config_set_str(&dst->host, src->host) || dz_serve_config_set_str(&dst->db, src->db) ||
         dz_serve_config_set_str(&dst->chat_template, src->chat_template) ||
         dz_serve_config_set_str(&dst->admin_key_file, src->admin_key_file) ||
-        dz_serve_config_set_str(&dst->access_log, src->access_log) || dz_serve_config_set_str(&dst->lora, src->lora)) {
+        dz_serve_config_set_str(&dst->access_log, src->access_log) || dz_serve_config_set_str(&dst->lora, src->lora) ||
+        dz_serve_config_set_str(&dst->device, src->device)) {
         dz_serve_config_clear(dst);
         return DZ_ERR_NOMEM;
     }
@@ -85,7 +86,7 @@ typedef struct int_key {
 static const str_key str_keys[] = {
     SK("model", model), SK("model_name", model_name), SK("host", host), SK("db", db),
     SK("chat_template", chat_template), SK("admin_key_file", admin_key_file), SK("access_log", access_log),
-    SK("lora", lora),
+    SK("lora", lora), SK("device", device),
 };
 static const int_key int_keys[] = {
     IK("port", port, 0, 65535),

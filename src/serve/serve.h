@@ -31,6 +31,7 @@ typedef struct dz_serve_config {
     int32_t max_waiting;  /* engine wait queue; 0: the engine's default */
     char *chat_template;  /* built-in template for models without one; NULL: chatml */
     char *lora;           /* a LoRA adapter GGUF applied to the model; NULL: none */
+    char *device;         /* device of the model and its KV cache; NULL: "cpu" */
     double lora_scale;    /* its scale: 1 (0..100) */
     char *admin_key_file; /* where a first admin key goes; NULL: stdout */
     char *access_log;     /* JSON lines file; NULL: stderr */

@@ -73,7 +73,7 @@ static bool model_name_ok(const char *s) {
 
 static dz_status load_model(dz_server *s) {
     const dz_serve_config *c = &s->cfg;
-    dz_model_options mo = {.device = NULL, .n_threads = c->threads};
+    dz_model_options mo = {.device = c->device, .n_threads = c->threads};
     dz_status st = dz_model_load(c->model, &mo, &s->model);
     if (st) return st;
     if (c->lora && (st = dz_model_apply_lora(s->model, c->lora, (float)c->lora_scale))) return st;

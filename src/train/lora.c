@@ -128,13 +128,14 @@ dz_status dz_lora_trainer_create(const char *base_path, const dz_lora_opts *lo, 
     if (!st && (tr->T < 1 || tr->T > tr->base->hp.n_ctx_train))
         st = dz_fail(DZ_ERR_ARG, "a row of %d tokens does not fit the context of %d", tr->T, tr->base->hp.n_ctx_train);
     if (!st && o->steps < 1) st = dz_fail(DZ_ERR_ARG, "the number of steps must be at least 1, not %d", o->steps);
-    if (!st && !(dz_device_props_get(tr->base->device)->caps & DZ_CAP_HOST_MEMORY))
-        st = dz_fail(DZ_ERR_UNSUPPORTED, "LoRA training runs on host-memory devices (cpu)");
     if (!st) st = make_targets(tr, want, seed);
     if (!st && !(tr->pos = malloc((size_t)tr->T * sizeof *tr->pos))) st = dz_fail(DZ_ERR_NOMEM, "out of memory");
     for (int32_t t = 0; !st && t < tr->T; t++) tr->pos[t] = t;
-    if (!st) st = dz_sched_create(&tr->base->device, 1, &tr->sched);
-    if (!st) st = dz_buffer_from_host(tr->base->device, tr->w, (size_t)tr->n_floats * sizeof(float), &tr->wbuf);
+    /* The adapters stay in host memory (the optimizer updates them there);
+     * beside a non-host device they live on the model's fallback CPU. */
+    dz_device *devs[2] = {tr->base ? tr->base->device : NULL, tr->base ? tr->base->cpu : NULL};
+    if (!st) st = dz_sched_create(devs, devs[1] ? 2 : 1, &tr->sched);
+    if (!st) st = dz_buffer_from_host(devs[1] ? devs[1] : devs[0], tr->w, (size_t)tr->n_floats * sizeof(float), &tr->wbuf);
     if (!st)
         st = dz_lora_graph_build(tr->base, tr->targets, tr->n_targets, tr->rank, tr->alpha / (float)tr->rank, tr->T,
                                  &tr->graph);

@@ -12,6 +12,7 @@ struct dz_trainer {
     dz_train_opts o;
     int32_t T;
     dz_device *dev;
+    dz_device *cpu;    /* beside a non-host device: holds the master weights, runs what dev refuses */
     dz_sched *sched;
     dz_buffer *wbuf;   /* wraps m->w: the graph reads the master weights in place */
     dz_train_graph g;
@@ -50,6 +51,7 @@ void dz_trainer_free(dz_trainer *tr) {
     dz_sched_destroy(tr->sched);
     dz_buffer_free(tr->wbuf);
     dz_device_close(tr->dev);
+    dz_device_close(tr->cpu);
     free(tr->scratch);
     free(tr->pos);
     free(tr);
@@ -87,11 +89,17 @@ dz_status dz_trainer_create(dz_train_model *m, const dz_train_opts *o, dz_traine
     for (int32_t t = 0; !st && t < tr->T; t++) tr->pos[t] = t;
     const char *name = o->device ? o->device : "cpu";
     if (!st) st = dz_device_open(name, &tr->dev);
-    if (!st && !(dz_device_props_get(tr->dev)->caps & DZ_CAP_HOST_MEMORY))
-        st = dz_fail(DZ_ERR_UNSUPPORTED, "device '%s': training runs on host-memory devices (cpu)", name);
+    /* The master weights stay in host memory (the optimizer updates them
+     * there); on another device the scheduler copies what its nodes read. */
+    if (!st && !(dz_device_props_get(tr->dev)->caps & DZ_CAP_HOST_MEMORY)) {
+        st = dz_device_open("cpu", &tr->cpu);
+        if (!st && o->threads > 0) st = dz_device_set_threads(tr->cpu, o->threads);
+    }
     if (!st && o->threads > 0) st = dz_device_set_threads(tr->dev, o->threads);
-    if (!st) st = dz_sched_create(&tr->dev, 1, &tr->sched);
-    if (!st) st = dz_buffer_from_host(tr->dev, m->w, (size_t)m->n_floats * sizeof(float), &tr->wbuf);
+    dz_device *devs[2] = {tr->dev, tr->cpu};
+    dz_device *host = tr->cpu ? tr->cpu : tr->dev;
+    if (!st) st = dz_sched_create(devs, tr->cpu ? 2 : 1, &tr->sched);
+    if (!st) st = dz_buffer_from_host(host, m->w, (size_t)m->n_floats * sizeof(float), &tr->wbuf);
     if (!st) st = dz_train_graph_build(m, tr->T, &tr->g);
     for (int32_t i = 0; !st && i < m->n_params; i++)
         st = dz_tensor_bind(tr->g.w[i], tr->wbuf, (size_t)m->params[i].offset * sizeof(float));
