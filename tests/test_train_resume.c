@@ -60,8 +60,14 @@ static bool same_file(const char *a, const char *b) {
 
 static void test_resume(const char *dir, const char *shard) {
     char out_a[512], out_b[512], ckpt_a[512], ckpt_b[512], ckpt_file[600], log_a[512];
-    snprintf(out_a, sizeof out_a, "%s/a.gguf", dir);
-    snprintf(out_b, sizeof out_b, "%s/b.gguf", dir);
+    /* Same file name in two directories: general.name comes from it. */
+    snprintf(out_a, sizeof out_a, "%s/a/model.gguf", dir);
+    snprintf(out_b, sizeof out_b, "%s/b/model.gguf", dir);
+    char sub[520];
+    snprintf(sub, sizeof sub, "%s/a", dir);
+    DZT_ASSERT(mkdir(sub, 0700) == 0);
+    snprintf(sub, sizeof sub, "%s/b", dir);
+    DZT_ASSERT(mkdir(sub, 0700) == 0);
     snprintf(ckpt_a, sizeof ckpt_a, "%s/a.ckpt", dir);
     snprintf(ckpt_b, sizeof ckpt_b, "%s/b.ckpt", dir);
     snprintf(ckpt_file, sizeof ckpt_file, "%s/checkpoint.gguf", ckpt_b);
@@ -79,7 +85,7 @@ static void test_resume(const char *dir, const char *shard) {
     DZT_ASSERT(log && strstr(log, "\"step\": 40,") && strstr(log, "\"grad_norm\"") && strstr(log, "\"tokens_per_s\""));
     free(log);
     char svg[600];
-    snprintf(svg, sizeof svg, "%s/a.loss.svg", dir);
+    snprintf(svg, sizeof svg, "%s/a/model.loss.svg", dir);
     char *svgt = dzt_read_file(svg, NULL);
     DZT_ASSERT(svgt && strstr(svgt, "<svg") && strstr(svgt, "<polyline"));
     free(svgt);

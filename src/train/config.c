@@ -165,7 +165,13 @@ dz_status dz_train_model_export(const dz_train_model *m, const char *path, dz_ty
     if (st) return st;
     uint16_t *half = NULL;
     st = dz_train_config_write(&m->cfg, w);
-    if (!st) st = dz_gguf_writer_set_str(w, "general.name", "dizuo-trained");
+    /* The model's name: the output file's, without directory and ".gguf". */
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t len = strlen(base);
+    if (len > 5 && !strcmp(base + len - 5, ".gguf")) len -= 5;
+    char name[128];
+    snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name - 1 ? len : sizeof name - 1), base);
+    if (!st) st = dz_gguf_writer_set_str(w, "general.name", name[0] ? name : "dizuo-trained");
     if (!st) st = dz_gguf_writer_set_u32(w, "general.file_type", out_type == DZ_TYPE_F16 ? 1u : 0u);
     if (!st) st = dz_train_model_put_tokenizer_keys(m, w);
     for (int32_t i = 0; !st && i < m->n_params; i++) {
