@@ -14,6 +14,11 @@
 
 enum { N_STEPS = 32 };
 
+/* Under AddressSanitizer, let a huge allocation fail like malloc does
+ * instead of aborting: the out-of-memory path is under test. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+
 static const char *GOOD = DZ_TEST_PLUGIN_DIR "/good/partial.so";
 static const char *ABI99 = DZ_TEST_PLUGIN_DIR "/bad/partial_abi99.so";
 static const char *NOENTRY = DZ_TEST_PLUGIN_DIR "/bad/partial_noentry.so";
@@ -85,6 +90,11 @@ static void check_model(const char *model_path, json_t *ref, void (*stats)(long 
     DZT_CHECK(nodes1 > nodes0, "partial:0 computed no node");
     DZT_CHECK(in1 > in0 && out1 > out0, "no copies to and from partial:0 (%ld in, %ld out)", in1 - in0, out1 - out0);
     dz_kv_cache_free(kv);
+    /* Out of memory: a clear error naming the allocation and its size. */
+    dz_kv_cache *huge = NULL;
+    DZT_ASSERT(dz_kv_cache_create(m, 1 << 30, &huge) != DZ_OK);
+    DZT_CHECK(strstr(dz_last_error(), "cache") && strstr(dz_last_error(), "bytes"), "huge cache: %s", dz_last_error());
+    DZT_ASSERT(huge == NULL);
     free(logits);
     free(ids);
     dz_model_free(m);
