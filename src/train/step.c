@@ -148,6 +148,13 @@ static void add_range(void *ctx, int64_t lo, int64_t hi, int ith) {
     for (int64_t j = lo; j < hi; j++) a->dst[j] += a->src[j];
 }
 
+/* The gradient tensor's data when the host can read it in place (a
+ * contiguous tensor in host memory); NULL when it must be copied out. */
+static const float *host_view(const dz_tensor *t) {
+    if (!t->buffer || !t->data || !dz_is_contiguous(t)) return NULL;
+    return dz_device_props_get(t->buffer->device)->caps & DZ_CAP_HOST_MEMORY ? t->data : NULL;
+}
+
 dz_status dz_trainer_backward(dz_trainer *tr, const int32_t *inputs, const int32_t *targets, int32_t n_rows,
                               double *loss) {
     const int64_t n = (int64_t)n_rows * tr->T;
@@ -161,9 +168,13 @@ dz_status dz_trainer_backward(dz_trainer *tr, const int32_t *inputs, const int32
         for (int32_t i = 0; !st && i < tr->m->n_params; i++) {
             const dz_train_param *p = &tr->m->params[i];
             if (!p->trainable) continue;
-            st = dz_tensor_read(tr->g.grad[i], tr->scratch, 0, (size_t)p->n * sizeof(float));
+            /* In place where possible: a copy of every gradient per row
+             * costs as much memory traffic as the accumulation itself. */
+            const float *src = host_view(tr->g.grad[i]);
+            if (!src && !(st = dz_tensor_read(tr->g.grad[i], tr->scratch, 0, (size_t)p->n * sizeof(float))))
+                src = tr->scratch;
             if (!st) {
-                add_ctx a = {tr->m->g + p->offset, tr->scratch};
+                add_ctx a = {tr->m->g + p->offset, src};
                 dz_train_par(tr->host_threads, p->n, add_range, &a);
             }
         }
