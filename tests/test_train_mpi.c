@@ -199,9 +199,18 @@ int main(void) {
     char shard[512], p[11][600];
     snprintf(shard, sizeof shard, "%s/data.bin", dir);
     write_shard(shard, 3000);
-    const char *names[11] = {"a.gguf", "b.gguf", "c.gguf", "d.gguf", "a.jsonl", "e.ckpt", "e.gguf", "f.gguf",
-                             "missing.bin", "g.gguf", "b.jsonl"};
-    for (int i = 0; i < 11; i++) snprintf(p[i], sizeof p[i], "%s/%s", dir, names[i]);
+    /* Models as m.gguf in a directory each: general.name comes from the file
+     * name, and the comparisons below are of whole files. */
+    const char *names[11] = {"a/m.gguf", "b/m.gguf", "c/m.gguf", "d/m.gguf", "a.jsonl", "e.ckpt", "e/m.gguf", "f/m.gguf",
+                             "missing.bin", "g/m.gguf", "b.jsonl"};
+    for (int i = 0; i < 11; i++) {
+        snprintf(p[i], sizeof p[i], "%s/%s", dir, names[i]);
+        const char *slash = strchr(names[i], '/');
+        if (!slash) continue;
+        char sub[600];
+        snprintf(sub, sizeof sub, "%s/%.*s", dir, (int)(slash - names[i]), names[i]);
+        DZT_ASSERT(mkdir(sub, 0700) == 0);
+    }
     char *err = NULL;
 
     /* can mpirun start 2 processes here at all? */
