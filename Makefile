@@ -1,12 +1,14 @@
 # Thin driver over CMake. `make` builds build/dizuo and libdizuo; `make test`
 # runs every test through CTest; `make run MODEL=... PROMPT=...` generates;
 # `make serve [MODEL=...] [ARGS=...]` serves the model on 127.0.0.1:8080;
-# `make model` retrains the shipped model (models/dizuo-tang.gguf).
+# `make model` retrains the shipped model (models/dizuo-tang.gguf);
+# `make cross-test ARCH=aarch64|riscv64` cross-builds the portable core and
+# runs its tests under qemu-user (docs/cross.md).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test asan asan-test fuzz run serve model clean
+.PHONY: all deps build test asan asan-test fuzz cross-test run serve model clean
 
 all: build
 
@@ -34,6 +36,13 @@ fuzz:
 	cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DDZ_FUZZ=ON -DDZ_TESTS=OFF -DCMAKE_C_COMPILER=clang
 	cmake --build build-fuzz -j $(JOBS)
 
+# The core layers for another processor (Debian's cross compiler, qemu-user),
+# built in build-cross-$(ARCH).
+cross-test:
+	@case "$(ARCH)" in aarch64|riscv64) ;; \
+	*) echo "make cross-test: give ARCH=aarch64 or ARCH=riscv64 (got '$(ARCH)')" >&2; exit 2 ;; esac
+	JOBS=$(JOBS) scripts/cross-test.sh $(ARCH)
+
 # The model when MODEL is not given: the one dizuo trained itself and ships
 # (classical Chinese verse; models/README.md; `make model` retrains it).
 DEFAULT_MODEL := models/dizuo-tang.gguf
@@ -53,4 +62,4 @@ model: build
 	scripts/make-model.sh
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-cross-*

@@ -1,5 +1,6 @@
 /* The CPU fast path against the CPU reference: every fast kernel, at every
- * ISA level this processor runs (scalar, sse2, avx2, avx512), with 1-3
+ * ISA level this processor runs (scalar; sse2, avx2, avx512 on x86-64; neon
+ * on aarch64), with 1-3
  * threads, on odd shapes, strided operands and batches. Quantized matmuls
  * must be bit-identical to the reference (they reproduce its integer lanes
  * and float order), except at SSE2, which has no fused multiply-add; exact
@@ -94,8 +95,6 @@ static dz_tensor *node(dz_op op, dz_tensor *out, dz_tensor *a, dz_tensor *b, dz_
 
 /* ---- comparing the fast path with the reference ---- */
 
-static const char *const isa_label[] = {"scalar", "sse2", "avx2", "avx512"};
-
 /* Runs n with the reference and with the fast kernels of isa on `threads`
  * threads; returns the NMSE of the fast result (and whether bit-identical). */
 static double compare(const char *what, dz_tensor *n, dz_cpu_isa isa, int threads, bool *exact) {
@@ -106,7 +105,7 @@ static double compare(const char *what, dz_tensor *n, dz_cpu_isa isa, int thread
     DZT_OK(dz_cpu_compute_node(n, 1));
     n->data = got;
     dz_status st = dz_cpu_fast_compute_node(n, threads, isa);
-    DZT_CHECK(st == DZ_OK, "%s [%s, %d threads]: %s", what, isa_label[isa], threads, dz_last_error());
+    DZT_CHECK(st == DZ_OK, "%s [%s, %d threads]: %s", what, dz_cpu_isa_name(isa), threads, dz_last_error());
     n->data = own;
     const int64_t count = (int64_t)(bytes / sizeof(float));
     double err = 0.0, norm = 0.0;
@@ -123,21 +122,21 @@ static double compare(const char *what, dz_tensor *n, dz_cpu_isa isa, int thread
 }
 
 /* Which levels must reproduce the reference bit for bit. */
-enum { EXACT_NONE = 0, EXACT_ALL = 0xf, EXACT_FMA = EXACT_ALL & ~(1 << DZ_CPU_ISA_SSE2) };
+enum { EXACT_NONE = 0, EXACT_ALL = (1 << DZ_CPU_ISA_COUNT) - 1, EXACT_FMA = EXACT_ALL & ~(1 << DZ_CPU_ISA_SSE2) };
 
 /* Checks n at every level and thread count: bit-identical at the levels in
  * the mask `exact`, else NMSE <= limit. */
 static void check(const char *what, dz_tensor *n, unsigned exact_levels, double limit) {
-    for (int isa = 0; isa <= (int)dz_cpu_isa_supported(); isa++)
-        for (int threads = 1; threads <= 3; threads++) {
+    for (int isa = 0; isa < DZ_CPU_ISA_COUNT; isa++)
+        for (int threads = 1; threads <= 3 && dz_cpu_isa_runs((dz_cpu_isa)isa); threads++) { /* levels it runs */
             bool exact;
             double nmse = compare(what, n, (dz_cpu_isa)isa, threads, &exact);
             if (exact_levels & (1u << isa))
                 DZT_CHECK(exact, "%s [%s, %d threads]: not bit-identical to the reference (NMSE %g)", what,
-                          isa_label[isa], threads, nmse);
+                          dz_cpu_isa_name((dz_cpu_isa)isa), threads, nmse);
             else
-                DZT_CHECK(nmse <= limit, "%s [%s, %d threads]: NMSE %g above %g", what, isa_label[isa], threads,
-                          nmse, limit);
+                DZT_CHECK(nmse <= limit, "%s [%s, %d threads]: NMSE %g above %g", what,
+                          dz_cpu_isa_name((dz_cpu_isa)isa), threads, nmse, limit);
         }
 }
 
@@ -210,8 +209,10 @@ static void test_quantizer(void) {
             for (int i = 0; i < K; i++) x[i] = (float)((int)(uniform() * 254.0)) * 0.5f / 127.0f * 2.0f;
         for (int i = 0; i < 32; i++) x[64 + i] = 0.0f; /* an all-zero block */
         dz_quantize_row_q8_0_with(x, ref, K, DZ_Q8_ROUND_ACTIVATIONS);
-        for (int isa = 0; isa <= (int)dz_cpu_isa_supported(); isa++) {
+        for (int isa = 0; isa < DZ_CPU_ISA_COUNT; isa++) {
+            if (!dz_cpu_isa_runs((dz_cpu_isa)isa)) continue;
             const dz_fast_kernels *k = dz_fast_kernels_for((dz_cpu_isa)isa);
+            DZT_EQ_INT(k->isa, isa);
             k->quantize_q8_0(x, K, 8, q, d, c4, c32);
             int bad_q = 0, bad_d = 0, bad_c = 0;
             for (int b = 0; b < K / 32; b++) {
@@ -230,7 +231,7 @@ static void test_quantizer(void) {
             }
             DZT_CHECK(bad_q == 0 && bad_d == 0 && bad_c == 0,
                       "quantize_q8_0 [%s] trial %d: %d levels, %d scales, %d sums differ from the reference",
-                      isa_label[isa], trial, bad_q, bad_d, bad_c);
+                      dz_cpu_isa_name((dz_cpu_isa)isa), trial, bad_q, bad_d, bad_c);
         }
     }
     free(x);
@@ -410,7 +411,12 @@ static void test_devices(void) {
     setenv("DZ_CPU_ISA", "nonsense", 1);
     DZT_EQ_INT(dz_cpu_isa_chosen(), dz_cpu_isa_supported());
     setenv("DZ_CPU_ISA", "avx512", 1);
-    DZT_ASSERT(dz_cpu_isa_chosen() <= dz_cpu_isa_supported());
+    DZT_EQ_INT(dz_cpu_isa_chosen(), dz_cpu_isa_runs(DZ_CPU_ISA_AVX512) ? DZ_CPU_ISA_AVX512 : dz_cpu_isa_supported());
+    setenv("DZ_CPU_ISA", "neon", 1);
+    DZT_EQ_INT(dz_cpu_isa_chosen(), dz_cpu_isa_runs(DZ_CPU_ISA_NEON) ? DZ_CPU_ISA_NEON : dz_cpu_isa_supported());
+#if defined(__aarch64__)
+    DZT_EQ_INT(dz_cpu_isa_supported(), DZ_CPU_ISA_NEON);
+#endif
     setenv("DZ_CPU_ISA", "scalar", 1);
     DZT_OK(dz_device_open("cpu", &fast));
     if (fast) DZT_CHECK(strstr(dz_device_props_get(fast)->description, "scalar") != NULL, "%s",
@@ -418,6 +424,7 @@ static void test_devices(void) {
     dz_device_close(fast);
     unsetenv("DZ_CPU_ISA");
     DZT_EQ_STR(dz_cpu_isa_name(DZ_CPU_ISA_AVX2), "avx2");
+    DZT_EQ_STR(dz_cpu_isa_name(DZ_CPU_ISA_NEON), "neon");
     DZT_EQ_STR(dz_cpu_isa_name(DZ_CPU_ISA_COUNT), "?");
 }
 
@@ -425,8 +432,9 @@ static void test_devices(void) {
  * choose (the harness compares against "cpu-ref"): every case native, none
  * failed. */
 static void test_conformance_levels(void) {
-    for (int isa = 0; isa <= (int)dz_cpu_isa_supported(); isa++) {
-        setenv("DZ_CPU_ISA", isa_label[isa], 1);
+    for (int isa = 0; isa < DZ_CPU_ISA_COUNT; isa++) {
+        if (!dz_cpu_isa_runs((dz_cpu_isa)isa)) continue;
+        setenv("DZ_CPU_ISA", dz_cpu_isa_name((dz_cpu_isa)isa), 1);
         dz_device *dev = NULL;
         DZT_OK(dz_device_open("cpu", &dev));
         dz_conformance_report *r = NULL;
@@ -434,8 +442,8 @@ static void test_conformance_levels(void) {
         if (r) {
             const dz_conformance_summary *s = dz_conformance_report_summary(r);
             DZT_CHECK(s->n_failed == 0 && s->n_native == s->n_cases && s->n_cases >= 150,
-                      "conformance of cpu [%s]: %d cases, %d native, %d failed", isa_label[isa], (int)s->n_cases,
-                      (int)s->n_native, (int)s->n_failed);
+                      "conformance of cpu [%s]: %d cases, %d native, %d failed", dz_cpu_isa_name((dz_cpu_isa)isa),
+                      (int)s->n_cases, (int)s->n_native, (int)s->n_failed);
         }
         dz_conformance_report_destroy(r);
         dz_device_close(dev);

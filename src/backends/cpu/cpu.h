@@ -35,33 +35,42 @@ dz_status dz_cpu_compute_node(const dz_tensor *node, int n_threads);
 
 /* ---- the fast path ---- */
 
-/* Instruction-set levels of the fast kernels, in increasing order. Every
- * level runs on any processor that has its instructions:
+/* Instruction-set levels of the fast kernels. Every level runs on any
+ * processor that has its instructions:
  *   SCALAR  portable C (any architecture)
  *   SSE2    x86-64 baseline
  *   AVX2    AVX2 + FMA + F16C (x86-64-v3)
- *   AVX512  AVX-512 F/BW/VL + VNNI, with the AVX2 set */
+ *   AVX512  AVX-512 F/BW/VL + VNNI, with the AVX2 set
+ *   NEON    aarch64 baseline (Advanced SIMD)
+ * The x86-64 levels are in increasing order; the levels of one processor
+ * are SCALAR and those up to its best (dz_cpu_isa_runs). */
 typedef enum dz_cpu_isa {
     DZ_CPU_ISA_SCALAR = 0,
     DZ_CPU_ISA_SSE2,
     DZ_CPU_ISA_AVX2,
     DZ_CPU_ISA_AVX512,
+    DZ_CPU_ISA_NEON,
     DZ_CPU_ISA_COUNT
 } dz_cpu_isa;
 
-/* The best level this processor and build can run (CPUID on x86-64). */
+/* The best level this processor and build can run (CPUID on x86-64, NEON on
+ * aarch64, SCALAR elsewhere). */
 dz_cpu_isa dz_cpu_isa_supported(void);
-/* The level the "cpu" device uses: dz_cpu_isa_supported(), lowered by the
- * environment variable DZ_CPU_ISA=scalar|sse2|avx2|avx512 (a level above
- * what the processor runs is lowered to it, with a warning). Read at each
- * device open. */
+/* Whether this processor and build run level isa: SCALAR everywhere, on
+ * x86-64 the x86-64 levels up to dz_cpu_isa_supported(), on aarch64 NEON. */
+bool dz_cpu_isa_runs(dz_cpu_isa isa);
+/* The level the "cpu" device uses: dz_cpu_isa_supported(), or the level
+ * the environment variable DZ_CPU_ISA=scalar|sse2|avx2|avx512|neon names
+ * when this processor runs it (else the best level, with a warning). Read
+ * at each device open. */
 dz_cpu_isa dz_cpu_isa_chosen(void);
-/* "scalar", "sse2", "avx2", "avx512"; "?" out of range. */
+/* "scalar", "sse2", "avx2", "avx512", "neon"; "?" out of range. */
 const char *dz_cpu_isa_name(dz_cpu_isa isa);
 
-/* As dz_cpu_compute_node, with the fast kernels of level isa (lowered to
- * dz_cpu_isa_supported() if above it). Results agree with the reference
- * within the conformance limits of each op and type. For tests and tools. */
+/* As dz_cpu_compute_node, with the fast kernels of level isa (the best
+ * level, dz_cpu_isa_supported(), where this processor does not run isa).
+ * Results agree with the reference within the conformance limits of each
+ * op and type. For tests and tools. */
 dz_status dz_cpu_fast_compute_node(const dz_tensor *node, int n_threads, dz_cpu_isa isa);
 
 /* Physical processor cores this process may run on (at least 1): the

@@ -14,6 +14,8 @@
 #define CPU_ARCH "x86-64"
 #elif defined(__aarch64__)
 #define CPU_ARCH "arm64"
+#elif defined(__riscv) && __riscv_xlen == 64
+#define CPU_ARCH "riscv64"
 #else
 #define CPU_ARCH "generic"
 #endif

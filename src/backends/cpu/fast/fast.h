@@ -11,12 +11,13 @@
  * (kernels_<level>.c) over a small vector vocabulary (simd_<level>.h).
  *
  * Formats without a fast kernel at the chosen level (BF16 matmuls; K-quants
- * below AVX2; GET_ROWS; strided layouts the fast kernels do
+ * below AVX2 and on NEON; GET_ROWS; strided layouts the fast kernels do
  * not take) run the reference kernel inside the same run.
  *
  * Every fast quantized matmul is bit-identical to the reference (and so to
  * llama.cpp's x86 arithmetic, which the reference reproduces) at every level
- * with fused multiply-add; SSE2, without it, differs in the last bits.
+ * with fused multiply-add (all but SSE2: scalar's fmaf, AVX2, AVX-512,
+ * NEON); SSE2, without it, differs in the last bits.
  *
  * Quantized matmul, Q4_0, Q8_0, Q5_0, IQ4_NL, Q4_1, Q5_1. Weights stream through "panels": R rows
  * (R = the table's qrows) of a quantized matrix unpacked into 8-bit levels,
@@ -249,8 +250,12 @@ extern const dz_fast_kernels dz_fast_kernels_sse2;
 extern const dz_fast_kernels dz_fast_kernels_avx2;
 extern const dz_fast_kernels dz_fast_kernels_avx512;
 #endif
+#if defined(__aarch64__)
+extern const dz_fast_kernels dz_fast_kernels_neon;
+#endif
 
-/* The table of a level (lowered to what the processor supports). */
+/* The table of a level (the best level where the processor does not run
+ * it: dz_cpu_isa_runs). */
 const dz_fast_kernels *dz_fast_kernels_for(dz_cpu_isa isa);
 
 /* ---- tasks: one per node ---- */

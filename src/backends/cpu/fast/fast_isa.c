@@ -1,16 +1,19 @@
 /* Which fast kernels run: the processor's instruction sets (CPUID on
- * x86-64), the DZ_CPU_ISA override, and the physical core count that sets
- * the default number of threads. */
+ * x86-64; NEON on aarch64), the DZ_CPU_ISA override, and the physical core
+ * count that sets the default number of threads. */
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 #include "backends/cpu/fast/fast.h"
 
-static const char *const isa_names[DZ_CPU_ISA_COUNT] = {"scalar", "sse2", "avx2", "avx512"};
+static const char *const isa_names[DZ_CPU_ISA_COUNT] = {"scalar", "sse2", "avx2", "avx512", "neon"};
 
 const char *dz_cpu_isa_name(dz_cpu_isa isa) {
     return isa >= 0 && isa < DZ_CPU_ISA_COUNT ? isa_names[isa] : "?";
@@ -36,9 +39,24 @@ dz_cpu_isa dz_cpu_isa_supported(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
         return DZ_CPU_ISA_AVX2;
     return DZ_CPU_ISA_SSE2;
+#elif defined(__aarch64__)
+    /* Advanced SIMD is part of the aarch64 baseline; the kernel says so. */
+    return getauxval(AT_HWCAP) & HWCAP_ASIMD ? DZ_CPU_ISA_NEON : DZ_CPU_ISA_SCALAR;
 #else
     return DZ_CPU_ISA_SCALAR;
 #endif
+}
+
+bool dz_cpu_isa_runs(dz_cpu_isa isa) {
+    const dz_cpu_isa best = dz_cpu_isa_supported();
+    switch (isa) {
+    case DZ_CPU_ISA_SCALAR: return true;
+    case DZ_CPU_ISA_SSE2:
+    case DZ_CPU_ISA_AVX2:
+    case DZ_CPU_ISA_AVX512: return best >= DZ_CPU_ISA_SSE2 && best <= DZ_CPU_ISA_AVX512 && isa <= best;
+    case DZ_CPU_ISA_NEON: return best == DZ_CPU_ISA_NEON;
+    default: return false;
+    }
 }
 
 dz_cpu_isa dz_cpu_isa_chosen(void) {
@@ -47,18 +65,18 @@ dz_cpu_isa dz_cpu_isa_chosen(void) {
     if (!env || !env[0]) return best;
     for (int i = 0; i < DZ_CPU_ISA_COUNT; i++) {
         if (strcasecmp(env, isa_names[i]) != 0) continue;
-        if (i <= (int)best) return (dz_cpu_isa)i;
+        if (dz_cpu_isa_runs((dz_cpu_isa)i)) return (dz_cpu_isa)i;
         dz_log(DZ_LOG_WARN, "DZ_CPU_ISA=%s: this processor runs at most %s; using %s\n", env, isa_names[best],
                isa_names[best]);
         return best;
     }
-    dz_log(DZ_LOG_WARN, "DZ_CPU_ISA=%s is not one of scalar, sse2, avx2, avx512; using %s\n", env, isa_names[best]);
+    dz_log(DZ_LOG_WARN, "DZ_CPU_ISA=%s is not one of scalar, sse2, avx2, avx512, neon; using %s\n", env,
+           isa_names[best]);
     return best;
 }
 
 const dz_fast_kernels *dz_fast_kernels_for(dz_cpu_isa isa) {
-    const dz_cpu_isa best = dz_cpu_isa_supported();
-    if (isa > best) isa = best;
+    if (!dz_cpu_isa_runs(isa)) isa = dz_cpu_isa_supported();
 #if defined(__x86_64__)
     switch (isa) {
     case DZ_CPU_ISA_AVX512: return &dz_fast_kernels_avx512;
@@ -66,6 +84,8 @@ const dz_fast_kernels *dz_fast_kernels_for(dz_cpu_isa isa) {
     case DZ_CPU_ISA_SSE2: return &dz_fast_kernels_sse2;
     default: return &dz_fast_kernels_scalar;
     }
+#elif defined(__aarch64__)
+    return isa == DZ_CPU_ISA_NEON ? &dz_fast_kernels_neon : &dz_fast_kernels_scalar;
 #else
     return &dz_fast_kernels_scalar;
 #endif
