@@ -3,6 +3,9 @@
 # missing. As root it runs apt-get; otherwise it prints the command to run.
 set -eu
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev libpcre2-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev libssl-dev libopenmpi-dev openmpi-bin"
+# The OpenCL backend: the ICD loader and headers to build against, and PoCL,
+# an OpenCL implementation on the CPU, so that the backend is tested anywhere.
+PACKAGES="$PACKAGES ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd"
 # The end-to-end tests of the server run on Node.js with npm (the openai
 # package, from tests/e2e/package-lock.json); Debian's nodejs when none is there.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

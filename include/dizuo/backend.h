@@ -195,6 +195,9 @@ typedef struct dz_device_props {
     uint32_t tiers;            /* DZ_TIER_* the backend claims native for this device (every op
                                   of the tier, every type its conformance cases use); `dizuo
                                   conformance` is what verifies the claim */
+    uint64_t max_buffer_size;  /* the largest single buffer_alloc the device can honour
+                                  (OpenCL's CL_DEVICE_MAX_MEM_ALLOC_SIZE); 0: no limit
+                                  beyond its memory */
 } dz_device_props;
 
 /* The vendor table. `self` is the backend's per-device state made by open();

@@ -24,9 +24,10 @@ dz_status dz_buffer_alloc(dz_device *dev, size_t size, dz_buffer **out) {
     st = dev->iface->buffer_alloc(dev->self, size ? size : 1, &b->ctx, &b->base);
     if (st) {
         free(b);
+        /* The backend's reason (its largest allocation, say) stays in the message. */
         if (st == DZ_ERR_NOMEM)
-            return dz_fail(DZ_ERR_NOMEM, "device %s: out of memory allocating %zu bytes (%.1f MiB)",
-                           dev->props.name, size, (double)size / (1024.0 * 1024.0));
+            return dz_error_prefix(st, "device %s: out of memory allocating %zu bytes (%.1f MiB): ", dev->props.name,
+                                   size, (double)size / (1024.0 * 1024.0));
         return dz_error_prefix(st, "device %s: allocating %zu bytes: ", dev->props.name, size);
     }
     *out = b;

@@ -235,7 +235,13 @@ static dz_status place_weights(dz_model *m) {
         return dz_buffer_from_host(m->device, base, file_size, &m->weights);
     const size_t start = dz_gguf_data_offset(m->gguf);
     const size_t size = file_size > start ? file_size - start : 0;
-    const char *dev = dz_device_props_get(m->device)->name;
+    const dz_device_props *props = dz_device_props_get(m->device);
+    const char *dev = props->name;
+    if (props->max_buffer_size && size > props->max_buffer_size)
+        return dz_fail(DZ_ERR_NOMEM,
+                       "the model's weights (%zu bytes) exceed the largest buffer %s can allocate (%llu bytes); "
+                       "weights split over several buffers are not supported yet",
+                       size, dev, (unsigned long long)props->max_buffer_size);
     dz_status st = dz_buffer_alloc(m->device, size ? size : 1, &m->weights);
     if (st) return dz_error_prefix(st, "the model's weights (%zu bytes) on %s: ", size, dev);
     m->weights_offset = start;
