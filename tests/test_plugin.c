@@ -135,6 +135,8 @@ static void check_devices_cli(void) {
 }
 
 int main(void) {
+    /* No plugin from the machine's plugin directory: the counts below are ours. */
+    setenv("DZ_PLUGIN_PATH", DZ_TEST_PLUGIN_DIR "/none", 1);
     check_refusals();
     check_loaded();
     /* For the program: a plugin path holding the good and the two bad plugins. */

@@ -191,7 +191,8 @@ typedef struct dz_device_props {
     char description[128];     /* human-readable: "x86-64 reference (scalar), 2 threads" */
     uint64_t memory_total;     /* bytes; 0 if unknown */
     uint64_t memory_free;
-    uint32_t caps;             /* DZ_CAP_* */
+    uint32_t caps;             /* DZ_CAP_*: the core sets this from the table's `caps`, which is
+                                  what it relies on (a backend may leave it 0) */
     uint32_t tiers;            /* DZ_TIER_* the backend claims native for this device (every op
                                   of the tier, every type its conformance cases use); `dizuo
                                   conformance` is what verifies the claim */
@@ -200,7 +201,10 @@ typedef struct dz_device_props {
                                   beyond its memory */
 } dz_device_props;
 
-/* The vendor table. `self` is the backend's per-device state made by open();
+/* get_props receives props zeroed by the core: fields appended to
+ * dz_device_props in later versions read 0 from an older backend.
+ *
+ * The vendor table. `self` is the backend's per-device state made by open();
  * `buf` is the backend's per-buffer state made by buffer_alloc(). */
 typedef struct dz_backend_iface {
     uint32_t abi_version;  /* DZ_BACKEND_ABI_VERSION the backend was built against */
@@ -216,6 +220,11 @@ typedef struct dz_backend_iface {
     /* Allocates size bytes; *base is the address tensors offset from. */
     dz_status (*buffer_alloc)(void *self, size_t size, void **buf, void **base);
     void (*buffer_free)(void *self, void *buf);
+    /* Transfers are synchronous as the core sees them: buffer_write returns
+     * once `src` may be reused; buffer_read returns once `dst` holds the
+     * data, including what compute() calls made before it wrote (so it
+     * waits for them). buffer_copy and buffer_fill are ordered after earlier
+     * compute() calls and before later ones and reads. */
     dz_status (*buffer_write)(void *self, void *buf, size_t offset, const void *src, size_t n);
     dz_status (*buffer_read)(void *self, void *buf, size_t offset, void *dst, size_t n);
     dz_status (*buffer_copy)(void *self, void *dst_buf, size_t dst_offset, void *src_buf,
@@ -244,12 +253,15 @@ typedef struct dz_backend_iface {
 
 /* ---- plugins: a backend shipped as a shared library ----
  *
- * A plugin is a shared library in a plugin directory (dz_plugins_load) that
+ * A plugin is a shared library in a plugin directory (see below) that
  * exports one function, DZ_BACKEND_ENTRY_SYMBOL, of type dz_backend_entry_fn.
  * The core calls it once with the services it offers (the plugin links
  * nothing of dizuo's) and registers the table it returns, checked as
  * dz_backend_register checks it. A NULL result refuses the plugin; the
- * plugin should say why through host->fail first. */
+ * plugin should say why through host->fail first. The entry function only
+ * returns the table: it must not call into dizuo (the registry is being
+ * built) and should leave driver start-up to open(); once it has run, the
+ * library is never unloaded, even when the table is refused. */
 typedef struct dz_host_api {
     uint32_t abi_version; /* DZ_BACKEND_ABI_VERSION of the core */
     uint32_t struct_size; /* sizeof(dz_host_api) of the core; fields are only appended */
@@ -279,9 +291,10 @@ typedef struct dz_plugin_info {
 
 /* Loads one plugin file and registers its backend. On refusal (not a
  * shared library, no entry symbol, entry declined, wrong ABI version,
- * malformed table, name taken) returns the error naming the file; the
- * outcome is recorded either way. Not thread-safe against other
- * registration. */
+ * malformed table, name taken, registry full) returns the error naming the
+ * file. The outcome is recorded for dz_plugin_at (the first 32 files).
+ * Thread-safe against other plugin loading; lookups that run while a
+ * plugin registers may not see it yet. */
 dz_status dz_plugin_load(const char *path);
 /* The plugin files tried so far (from the plugin path and dz_plugin_load). */
 int dz_plugin_count(void);
@@ -307,6 +320,10 @@ typedef struct dz_device dz_device;
  * alone means index 0. Unknown names fail with DZ_ERR_ARG and a message that
  * lists the available devices. The caller owns *out (dz_device_close). */
 dz_status dz_device_open(const char *name, dz_device **out);
+/* Whether `name` denotes a device that exists, without opening it (no
+ * driver context is made): DZ_OK, or DZ_ERR_ARG with the message
+ * dz_device_open would give. */
+dz_status dz_device_check_name(const char *name);
 /* Opens a device through an explicit table (tests, plugins), checked as
  * dz_backend_register checks it but not registered. */
 dz_status dz_device_open_iface(const dz_backend_iface *iface, int index, dz_device **out);

@@ -53,7 +53,8 @@ const dz_gguf *dz_model_gguf(const dz_model *m);
 size_t dz_model_weight_bytes(const dz_model *m);
 
 /* A single sequence's key/value cache: n_ctx positions for every layer, F32,
- * on the model's device. The caller owns *out. */
+ * on the model's device when it can write and read it there, else on the
+ * CPU beside it (docs/porting.md). The caller owns *out. */
 typedef struct dz_kv_cache dz_kv_cache;
 dz_status dz_kv_cache_create(dz_model *m, int32_t n_ctx, dz_kv_cache **out);
 void dz_kv_cache_free(dz_kv_cache *kv); /* NULL is a no-op */
@@ -76,7 +77,7 @@ dz_status dz_model_embed(dz_model *m, const int32_t *tokens, int32_t n, float *o
 /* ---- paged KV cache and batched forward (continuous batching) ----
  *
  * A pool holds the keys and values of n_blocks blocks of block_size
- * positions, for every layer, on the model's device; sequences take blocks
+ * positions, for every layer, placed as a dz_kv_cache is; sequences take blocks
  * as they grow and give them back when freed, so no context is split ahead
  * of time. One dz_model_forward_batch runs new tokens of many sequences
  * (prompt chunks and single decode tokens alike) through one forward pass.

@@ -53,10 +53,7 @@ const char *dz_arg_value(const char *cmd, int argc, char **argv, int *i) {
 }
 
 bool dz_arg_device(const char *cmd, const char *name) {
-    dz_device *dev = NULL;
-    dz_status st = dz_device_open(name, &dev);
-    dz_device_close(dev);
-    if (st != DZ_ERR_ARG) return true; /* exists (a failure to open it is reported where it is used) */
+    if (dz_device_check_name(name) == DZ_OK) return true; /* a failure to open it is reported where it is used */
     fprintf(stderr, "dizuo %s: --device: %s (see dizuo devices)\n", cmd, dz_last_error());
     return false;
 }

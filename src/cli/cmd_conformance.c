@@ -110,7 +110,7 @@ static int run_one(const char *device_name, const char *tier_text, const dz_conf
 int dz_cmd_conformance(int argc, char **argv) {
     const char *device_name = "cpu", *csv = NULL, *tier_text = "I";
     dz_conformance_options opt = dz_conformance_options_default();
-    bool verbose = false, all = false, tier_given = false;
+    bool verbose = false, all = false, tier_given = false, device_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long long v;
@@ -124,6 +124,7 @@ int dz_cmd_conformance(int argc, char **argv) {
         } else if (!strcmp(a, "--device")) {
             if (!(device_name = dz_arg_value(CMD, argc, argv, &i)) || !dz_arg_device(CMD, device_name))
                 return DZ_EXIT_USAGE;
+            device_given = true;
         } else if (!strcmp(a, "--tier")) {
             if (!(tier_text = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
             tier_given = true;
@@ -143,6 +144,10 @@ int dz_cmd_conformance(int argc, char **argv) {
             fprintf(stderr, "dizuo %s: unknown option '%s' (see dizuo %s --help)\n", CMD, a, CMD);
             return DZ_EXIT_USAGE;
         }
+    }
+    if (all && device_given) {
+        fprintf(stderr, "dizuo %s: --all runs every device; give it or --device, not both\n", CMD);
+        return DZ_EXIT_USAGE;
     }
     if (all && !tier_given) tier_text = "I,S,T";
     if (!parse_tiers(tier_text, &opt.tiers)) {

@@ -52,8 +52,9 @@ int dz_cmd_devices(int argc, char **argv) {
         for (int d = 0; d < count; d++) {
             dz_device *dev = NULL;
             if (dz_device_open_iface(iface, d, &dev)) {
-                printf("%s:%-*d (cannot be opened: %s)\n", iface->name, (int)(11 - strlen(iface->name)), d,
-                       dz_last_error());
+                char name[DZ_MAX_NAME + 16];
+                snprintf(name, sizeof name, "%s:%d", iface->name, d);
+                printf("%-12s (cannot be opened: %s)\n", name, dz_last_error());
                 continue;
             }
             const dz_device_props *p = dz_device_props_get(dev);
@@ -70,6 +71,7 @@ int dz_cmd_devices(int argc, char **argv) {
     if (n_plugins) printf("\nplugins:\n");
     for (int i = 0; i < n_plugins; i++) {
         const dz_plugin_info *p = dz_plugin_at(i);
+        if (!p || !p->path) continue;
         if (p->backend) printf("  %s: backend '%s'\n", p->path, p->backend);
         else printf("  %s: refused: %s\n", p->path, p->error ? p->error : "?");
     }

@@ -116,6 +116,7 @@ static int parse(int argc, char **argv, ft_args *a) {
         fprintf(stderr, "dizuo finetune: %s is required (see dizuo finetune --help)\n", missing);
         return DZ_EXIT_USAGE;
     }
+    if (a->device && !dz_arg_device(CMD, a->device)) return DZ_EXIT_USAGE;
     return -1;
 }
 

@@ -165,17 +165,18 @@ int dz_cmd_serve(int argc, char **argv) {
         rc = DZ_EXIT_USAGE;
         goto out;
     }
-    if (c.device && !dz_arg_device("serve", c.device)) {
-        rc = DZ_EXIT_USAGE;
-        goto out;
-    }
     dz_log_set_level(c.log_level);
-    /* signals go to sigwait below: block them before any thread starts */
+    /* signals go to sigwait below: block them before any thread starts
+     * (a driver may start threads as soon as its devices are counted) */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    if (c.device && !dz_arg_device("serve", c.device)) {
+        rc = DZ_EXIT_USAGE;
+        goto out;
+    }
     signal(SIGPIPE, SIG_IGN);
     dz_server *s = NULL;
     if (dz_server_create(&c, &s) || dz_server_start(s, true)) {

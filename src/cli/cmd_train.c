@@ -155,6 +155,7 @@ static int parse(int argc, char **argv, train_args *a) {
         fprintf(stderr, "dizuo train: --out-type is f32 or f16, not '%s'\n", a->out_type);
         return DZ_EXIT_USAGE;
     }
+    if (a->device && !dz_arg_device(CMD, a->device)) return DZ_EXIT_USAGE;
     return -1;
 }
 

@@ -20,15 +20,24 @@ dz_status dz_buffer_alloc(dz_device *dev, size_t size, dz_buffer **out) {
     dz_buffer *b = NULL;
     dz_status st = new_buffer(dev, size, false, &b);
     if (st) return st;
-    /* A zero-byte request still gets a distinct allocation, so base is valid. */
+    /* A zero-byte request still gets a distinct allocation, so base is valid.
+     * The message is cleared first: what follows is the backend's own reason
+     * or nothing, never an older error. */
+    dz_clear_error();
     st = dev->iface->buffer_alloc(dev->self, size ? size : 1, &b->ctx, &b->base);
     if (st) {
         free(b);
-        /* The backend's reason (its largest allocation, say) stays in the message. */
-        if (st == DZ_ERR_NOMEM)
+        /* The backend's reason (its largest allocation, say), when it gave one, follows. */
+        const char *why = dz_last_error();
+        const bool said = why && why[0];
+        if (st == DZ_ERR_NOMEM && said)
             return dz_error_prefix(st, "device %s: out of memory allocating %zu bytes (%.1f MiB): ", dev->props.name,
                                    size, (double)size / (1024.0 * 1024.0));
-        return dz_error_prefix(st, "device %s: allocating %zu bytes: ", dev->props.name, size);
+        if (st == DZ_ERR_NOMEM)
+            return dz_fail(st, "device %s: out of memory allocating %zu bytes (%.1f MiB)", dev->props.name, size,
+                           (double)size / (1024.0 * 1024.0));
+        if (said) return dz_error_prefix(st, "device %s: allocating %zu bytes: ", dev->props.name, size);
+        return dz_fail(st, "device %s: allocating %zu bytes failed", dev->props.name, size);
     }
     *out = b;
     return DZ_OK;

@@ -30,7 +30,8 @@ dz_status dz_backend_iface_check(const dz_backend_iface *iface);
 
 /* plugin.c: opens the shared library at path, calls its entry function and
  * checks the table it returns; on success *iface and *handle (dlopen's) are
- * set, on failure the library is closed again and the message says why. */
+ * set. On failure the message says why; a library whose entry function ran
+ * stays loaded (*handle set), one without an entry is closed again. */
 dz_status dz_plugin_open(const char *path, const dz_backend_iface **iface, void **handle);
 /* The "*.so" files of dir as "dir/name", sorted; free with dz_plugin_dir_free. */
 dz_status dz_plugin_dir_list(const char *dir, char ***paths, int *count);

@@ -18,8 +18,6 @@ static const dz_host_api host_api = {
     .log = dz_log,
 };
 
-const dz_host_api *dz_plugin_host_api(void) { return &host_api; }
-
 dz_status dz_plugin_open(const char *path, const dz_backend_iface **iface, void **handle) {
     *iface = NULL;
     *handle = NULL;
@@ -37,20 +35,17 @@ dz_status dz_plugin_open(const char *path, const dz_backend_iface **iface, void 
     }
     dz_clear_error();
     const dz_backend_iface *t = entry.fn(&host_api);
+    /* From here on the library stays loaded, refused or not: its entry
+     * function has run and may have started something that needs its code. */
+    *handle = h;
     if (!t) {
         const char *why = dz_last_error();
-        dz_status st = dz_fail(DZ_ERR_UNSUPPORTED, "its entry function declined to load%s%s",
-                               why && why[0] ? ": " : "", why && why[0] ? why : "");
-        dlclose(h);
-        return st;
+        return dz_fail(DZ_ERR_UNSUPPORTED, "its entry function declined to load%s%s", why && why[0] ? ": " : "",
+                       why && why[0] ? why : "");
     }
     dz_status st = dz_backend_iface_check(t);
-    if (st) {
-        dlclose(h);
-        return st;
-    }
+    if (st) return st;
     *iface = t;
-    *handle = h;
     return DZ_OK;
 }
 

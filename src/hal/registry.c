@@ -101,17 +101,29 @@ static char *dup_str(const char *s) {
     return d;
 }
 
+/* Registration from plugins happens under this lock, outside the
+ * pthread_once of the built-ins: a plugin whose library constructor or entry
+ * function calls back into the registry finds `loading` set on its thread
+ * and gets the registry as it stands instead of a deadlock. */
+static pthread_mutex_t plugin_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local bool loading;
+static bool path_loaded;
+
+/* Caller holds plugin_lock. Once a plugin's entry function has run, its
+ * library stays loaded even if it is refused (dz_plugin_open's contract):
+ * the entry may have started something that needs its code. */
 static dz_status load_plugin(const char *path) {
     const dz_backend_iface *iface = NULL;
     void *handle = NULL;
     dz_status st = dz_plugin_open(path, &iface, &handle);
-    if (!st && (st = register_checked(iface))) dlclose(handle);
+    if (!st) st = register_checked(iface);
     if (st) dz_error_prefix(st, "backend plugin %s: ", path);
     if (n_plugins < MAX_PLUGINS) {
-        dz_plugin_info *p = &plugins[n_plugins++];
+        dz_plugin_info *p = &plugins[n_plugins];
         p->path = dup_str(path);
         p->backend = st ? NULL : iface->name;
         p->error = st ? dup_str(dz_last_error()) : NULL;
+        if (p->path) n_plugins++; /* published once filled */
     }
     return st;
 }
@@ -139,18 +151,30 @@ static void load_plugin_path(void) {
     free(copy);
 }
 
-static void start_registry(void) {
-    register_builtins();
-    load_plugin_path();
-    dz_clear_error();
+static void ensure_builtins(void) {
+    pthread_once(&builtins_once, register_builtins);
+    if (loading) return; /* a plugin being loaded on this thread called back */
+    pthread_mutex_lock(&plugin_lock);
+    if (!path_loaded) {
+        loading = true;
+        load_plugin_path();
+        dz_clear_error();
+        path_loaded = true;
+        loading = false;
+    }
+    pthread_mutex_unlock(&plugin_lock);
 }
-
-static void ensure_builtins(void) { pthread_once(&builtins_once, start_registry); }
 
 dz_status dz_plugin_load(const char *path) {
     ensure_builtins();
     if (!path || !path[0]) return dz_fail(DZ_ERR_ARG, "dz_plugin_load: no path given");
-    return load_plugin(path);
+    if (loading) return dz_fail(DZ_ERR_ARG, "dz_plugin_load(%s): called while a plugin is being loaded", path);
+    pthread_mutex_lock(&plugin_lock);
+    loading = true;
+    dz_status st = load_plugin(path);
+    loading = false;
+    pthread_mutex_unlock(&plugin_lock);
+    return st;
 }
 
 int dz_plugin_count(void) {
@@ -200,9 +224,10 @@ static void list_devices(char *buf, size_t cap) {
     if (!buf[0]) snprintf(buf, cap, "(none)");
 }
 
-dz_status dz_device_open(const char *name, dz_device **out) {
-    ensure_builtins();
-    if (!name || !out) return dz_fail(DZ_ERR_ARG, "dz_device_open: NULL argument");
+/* The backend and index a device name denotes: "cpu", "cpu:0",
+ * "<backend>:<index>"; "<backend>" alone means index 0. DZ_ERR_ARG naming
+ * the devices there are when it denotes none. */
+static dz_status lookup(const char *name, const dz_backend_iface **iface_out, int *index_out) {
     char backend[DZ_MAX_NAME];
     long index = 0;
     const char *colon = strchr(name, ':');
@@ -219,12 +244,36 @@ dz_status dz_device_open(const char *name, dz_device **out) {
         backend[len] = '\0';
         iface = dz_backend_find(backend);
     }
-    if (!iface || index >= iface->device_count()) {
+    int count = iface ? iface->device_count() : 0;
+    if (!iface || index >= count) {
         char avail[512];
         list_devices(avail, sizeof avail);
+        if (iface && count == 0)
+            return dz_fail(DZ_ERR_ARG, "unknown device '%s': backend '%s' finds no device on this machine; "
+                                       "available devices: %s", name, iface->name, avail);
         return dz_fail(DZ_ERR_ARG, "unknown device '%s'; available devices: %s", name, avail);
     }
-    return dz_device_open_iface(iface, (int)index, out);
+    *iface_out = iface;
+    *index_out = (int)index;
+    return DZ_OK;
+}
+
+dz_status dz_device_check_name(const char *name) {
+    ensure_builtins();
+    if (!name) return dz_fail(DZ_ERR_ARG, "dz_device_check_name: NULL name");
+    const dz_backend_iface *iface = NULL;
+    int index = 0;
+    return lookup(name, &iface, &index);
+}
+
+dz_status dz_device_open(const char *name, dz_device **out) {
+    ensure_builtins();
+    if (!name || !out) return dz_fail(DZ_ERR_ARG, "dz_device_open: NULL argument");
+    const dz_backend_iface *iface = NULL;
+    int index = 0;
+    dz_status st = lookup(name, &iface, &index);
+    if (st) return st;
+    return dz_device_open_iface(iface, index, out);
 }
 
 dz_status dz_device_open_iface(const dz_backend_iface *iface, int index, dz_device **out) {
@@ -252,6 +301,7 @@ dz_status dz_device_open_iface(const dz_backend_iface *iface, int index, dz_devi
     }
     dev->props.name[sizeof dev->props.name - 1] = '\0';
     dev->props.description[sizeof dev->props.description - 1] = '\0';
+    dev->props.caps = iface->caps; /* the table's bits are what the core relies on */
     if (!dev->props.name[0]) snprintf(dev->props.name, sizeof dev->props.name, "%s:%d", iface->name, index);
     *out = dev;
     return DZ_OK;
@@ -277,8 +327,9 @@ dz_status dz_device_set_threads(dz_device *dev, int n_threads) {
     if (!(dev->iface->caps & DZ_CAP_THREADS)) return DZ_OK;
     dz_status st = dev->iface->set_threads(dev->self, n_threads);
     if (st) return dz_error_prefix(st, "device %s: setting %d threads: ", dev->props.name, n_threads);
-    dz_device_props props;
+    dz_device_props props = {0};
     if (dev->iface->get_props(dev->self, &props) == DZ_OK) {
+        props.caps = dev->iface->caps;
         props.name[sizeof props.name - 1] = '\0';
         props.description[sizeof props.description - 1] = '\0';
         if (!props.name[0]) memcpy(props.name, dev->props.name, sizeof props.name);

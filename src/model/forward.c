@@ -26,24 +26,32 @@ static dz_tensor *cache_rows_view(dz_ctx *ctx, dz_tensor *cache, int32_t first, 
 }
 
 /* Where a cache of `rows` positions lives: on the model's device when that
- * device can write the new rows itself (the CPY of forward.c and the
- * SET_ROWS of batch.c, probed on headers of the cache's shape), else on
- * the CPU beside it. A cache write runs where the cache is, so a device
- * that cannot compute it must not hold it; reading it elsewhere only costs
- * copies. */
+ * device can both write the new rows itself (the CPY of forward.c, the
+ * SET_ROWS of batch.c) and read the cache (ATTENTION over all its rows,
+ * PAGED_ATTENTION over up to 64Ki of them), probed on headers of the
+ * cache's shape; else on the CPU beside it. A cache write runs where the
+ * cache is, so a device that cannot compute it must not hold it; and a
+ * cache its attention cannot read would be copied whole at every layer. */
 static dz_device *kv_device(dz_model *m, int64_t rows) {
     if (!m->cpu) return m->device;
     const dz_model_hparams *hp = &m->hp;
     const int64_t width = (int64_t)hp->head_dim * hp->n_head_kv;
-    dz_ctx *ctx = dz_ctx_create(16);
+    const int64_t window = (rows < 65536 ? rows : 65536) + 1;
+    dz_ctx *ctx = dz_ctx_create(24);
     dz_tensor *cache = ctx ? dz_new_tensor_3d(ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, rows) : NULL;
     dz_tensor *fresh = ctx ? dz_new_tensor_3d(ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head_kv, 1) : NULL;
+    dz_tensor *q = ctx ? dz_new_tensor_3d(ctx, DZ_TYPE_F32, hp->head_dim, hp->n_head, 1) : NULL;
     dz_tensor *ids = ctx ? dz_new_tensor_1d(ctx, DZ_TYPE_I32, 1) : NULL;
+    dz_tensor *index = ctx ? dz_new_tensor_2d(ctx, DZ_TYPE_I32, window, 1) : NULL;
     bool ok = false;
-    if (cache && fresh && ids) {
+    if (cache && fresh && q && ids && index) {
         dz_tensor *cpy = dz_cpy(ctx, fresh, cache_rows_view(ctx, cache, 0, 1));
         dz_tensor *set = dz_set_rows(ctx, dz_reshape_2d(ctx, cache, width, rows), dz_reshape_2d(ctx, fresh, width, 1), ids);
-        ok = cpy && set && dz_device_supports(m->device, cpy) && dz_device_supports(m->device, set);
+        dz_tensor *att = dz_attention(ctx, q, cache, cache, NULL, 1.0f, true, (int32_t)(rows - 1));
+        dz_tensor *paged = dz_paged_attention(ctx, q, cache, cache, index, 1.0f);
+        ok = cpy && set && att && paged && dz_device_supports(m->device, cpy) &&
+             dz_device_supports(m->device, set) && dz_device_supports(m->device, att) &&
+             dz_device_supports(m->device, paged);
     }
     dz_ctx_destroy(ctx);
     return ok ? m->device : m->cpu;

@@ -210,15 +210,17 @@ static dz_status read_vocab_size(dz_model *m) {
     return DZ_OK;
 }
 
-/* The model's device and, when that device's memory is not host memory, the
- * CPU beside it: the scheduler runs there whatever the device refuses. */
+/* The model's device and, unless it is the CPU, the CPU beside it: the
+ * scheduler runs there whatever the device refuses. */
 static dz_status open_devices(dz_model *m, const dz_model_options *opt) {
     const char *name = opt && opt->device ? opt->device : "cpu";
     dz_status st = dz_device_open(name, &m->device);
     if (st) return st;
     const int32_t threads = opt ? opt->n_threads : 0;
     if (threads > 0 && (st = dz_device_set_threads(m->device, threads))) return st;
-    if (dz_device_props_get(m->device)->caps & DZ_CAP_HOST_MEMORY) return dz_sched_create(&m->device, 1, &m->sched);
+    /* The CPU itself needs nothing beside it; any other device does, host memory or not. */
+    const char *backend = dz_device_iface(m->device)->name;
+    if (!strcmp(backend, "cpu") || !strcmp(backend, "cpu-ref")) return dz_sched_create(&m->device, 1, &m->sched);
     if ((st = dz_device_open("cpu", &m->cpu))) return dz_error_prefix(st, "the CPU to fall back on: ");
     if (threads > 0 && (st = dz_device_set_threads(m->cpu, threads))) return st;
     dz_device *devs[2] = {m->device, m->cpu};

@@ -12,7 +12,7 @@ struct dz_trainer {
     dz_train_opts o;
     int32_t T;
     dz_device *dev;
-    dz_device *cpu;    /* beside a non-host device: holds the master weights, runs what dev refuses */
+    dz_device *cpu;    /* beside any device but the CPU: holds the master weights, runs what dev refuses */
     dz_sched *sched;
     dz_buffer *wbuf;   /* wraps m->w: the graph reads the master weights in place */
     dz_train_graph g;
@@ -91,7 +91,7 @@ dz_status dz_trainer_create(dz_train_model *m, const dz_train_opts *o, dz_traine
     if (!st) st = dz_device_open(name, &tr->dev);
     /* The master weights stay in host memory (the optimizer updates them
      * there); on another device the scheduler copies what its nodes read. */
-    if (!st && !(dz_device_props_get(tr->dev)->caps & DZ_CAP_HOST_MEMORY)) {
+    if (!st && strcmp(dz_device_iface(tr->dev)->name, "cpu") && strcmp(dz_device_iface(tr->dev)->name, "cpu-ref")) {
         st = dz_device_open("cpu", &tr->cpu);
         if (!st && o->threads > 0) st = dz_device_set_threads(tr->cpu, o->threads);
     }

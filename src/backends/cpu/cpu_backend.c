@@ -102,7 +102,7 @@ static dz_status cpu_buffer_alloc(void *self, size_t size, void **buf, void **ba
     /* 64-byte alignment: a cache line, and enough for any element type. */
     if (!b || posix_memalign(&mem, 64, size ? size : 1) != 0) {
         free(b);
-        return dz_fail(DZ_ERR_NOMEM, "cpu: out of memory allocating %zu bytes", size);
+        return dz_fail(DZ_ERR_NOMEM, "the system refused %zu bytes of host memory", size);
     }
     b->mem = mem;
     b->owned = true;
