@@ -166,6 +166,25 @@ out:
 
 /* ---- the conformance suite: certified for tier I ---- */
 
+/* A weight at an odd offset (a GGUF file with alignment 1) is refused, so
+ * that it runs on the CPU instead of failing on the device. */
+static void test_misaligned(dz_device *dev) {
+    dz_ctx *ctx = dz_ctx_create(8);
+    dz_buffer *buf = NULL;
+    DZT_OK(dz_buffer_alloc(dev, 4096, &buf));
+    dz_tensor *w_even = ctx ? dz_new_tensor_2d(ctx, DZ_TYPE_Q8_0, 32, 2) : NULL;
+    dz_tensor *w_odd = ctx ? dz_new_tensor_2d(ctx, DZ_TYPE_Q8_0, 32, 2) : NULL;
+    dz_tensor *x = ctx ? dz_new_tensor_2d(ctx, DZ_TYPE_F32, 32, 1) : NULL;
+    if (buf && w_even && w_odd && x) {
+        DZT_OK(dz_tensor_bind(w_even, buf, 0));
+        DZT_OK(dz_tensor_bind(w_odd, buf, 1025));
+        DZT_CHECK(dz_device_supports(dev, dz_mul_mat(ctx, w_even, x)), "an aligned Q8_0 weight is refused");
+        DZT_CHECK(!dz_device_supports(dev, dz_mul_mat(ctx, w_odd, x)), "a Q8_0 weight at an odd offset is accepted");
+    }
+    dz_buffer_free(buf);
+    dz_ctx_destroy(ctx);
+}
+
 static void test_conformance(dz_device *dev) {
     dz_conformance_options opt = dz_conformance_options_default(); /* tier I, seed 1 */
     dz_conformance_report *r = NULL;
@@ -425,6 +444,7 @@ int main(void) {
         test_buffers(dev);
         test_out_of_memory(dev);
         test_data_errors(dev);
+        test_misaligned(dev);
         test_conformance(dev);
         dz_device_close(dev);
     }

@@ -113,12 +113,14 @@ static bool supports_op(const dz_tensor *n, size_t max_shared) {
     }
 }
 
+static bool aligned(const dz_tensor *t);
+
 bool dz_cuda_supports_node(const dz_tensor *node, size_t max_shared_bytes) {
     if (!node) return false;
     if (node->op == DZ_OP_NONE || node->op == DZ_OP_VIEW) return true;
-    if (!strides_ok(node)) return false;
+    if (!strides_ok(node) || !aligned(node)) return false;
     for (int i = 0; i < DZ_MAX_SRC; i++)
-        if (node->src[i] && !strides_ok(node->src[i])) return false;
+        if (node->src[i] && (!strides_ok(node->src[i]) || !aligned(node->src[i]))) return false;
     /* Results are written contiguously, except CPY and SET_ROWS which write views. */
     if (node->op != DZ_OP_CPY && node->op != DZ_OP_SET_ROWS &&
         (node->type != DZ_TYPE_F32 || !dz_is_contiguous(node)))
@@ -133,10 +135,13 @@ size_t dz_cuda_scratch_bytes(const dz_tensor *node) {
 }
 
 /* Plain elements must sit at their natural alignment (the kernels load
- * them whole); a view at an odd offset would fault on the GPU. */
+ * them whole), quantized blocks at 2 bytes (their fp16 scales); a view at an
+ * odd offset, or a weight of a GGUF file with alignment 1, would fault on
+ * the GPU. Unbound tensors (data NULL) are placed aligned by the scheduler. */
 static bool aligned(const dz_tensor *t) {
     const dz_type_traits *tt = dz_type_info((int)t->type);
-    return !tt || tt->block_size > 1 || (uintptr_t)t->data % tt->type_size == 0;
+    if (!t->data || !tt) return true;
+    return (uintptr_t)t->data % (tt->block_size > 1 ? 2 : tt->type_size) == 0;
 }
 
 dz_status dz_cuda_run_node(const dz_tensor *node, const dz_cuda_exec *exec) {

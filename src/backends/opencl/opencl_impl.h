@@ -158,6 +158,10 @@ size_t ocl_span_bytes(const dz_tensor *t);
 /* Resolves operand t of node (which: "operand 1", "the result") to its
  * buffer, checking that it lies inside one of this device's buffers and is
  * aligned for its type. */
+/* Whether a bound operand sits at the alignment its kernels need (an
+ * unbound one, data NULL, is taken as aligned: the scheduler aligns what it
+ * places). A GGUF file with alignment 1 can put weights at odd offsets. */
+bool ocl_aligned(const dz_tensor *t);
 dz_status ocl_resolve(ocl_device *dev, const dz_tensor *t, const dz_tensor *node, const char *which,
                       ocl_operand *out);
 /* Scratch buffer `slot`, grown to at least size bytes (contents not kept). */

@@ -179,6 +179,11 @@ static size_t alignment_of(dz_type type) {
     return type == DZ_TYPE_F32 || type == DZ_TYPE_I32 ? 4 : 2;
 }
 
+bool ocl_aligned(const dz_tensor *t) {
+    /* Buffer bases are page-aligned, so the address's alignment is the offset's. */
+    return !t->data || (uintptr_t)t->data % alignment_of(t->type) == 0;
+}
+
 dz_status ocl_resolve(ocl_device *dev, const dz_tensor *t, const dz_tensor *node, const char *which,
                       ocl_operand *out) {
     const char *p = t->data;

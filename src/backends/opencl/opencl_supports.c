@@ -123,9 +123,9 @@ static bool supports_op(const ocl_device *dev, const dz_tensor *n) {
 
 bool ocl_supports(void *self, const dz_tensor *node) {
     const ocl_device *dev = self;
-    if (!node || !layout_ok(node)) return false;
+    if (!node || !layout_ok(node) || !ocl_aligned(node)) return false;
     for (int i = 0; i < DZ_MAX_SRC; i++)
-        if (node->src[i] && !layout_ok(node->src[i])) return false;
+        if (node->src[i] && (!layout_ok(node->src[i]) || !ocl_aligned(node->src[i]))) return false;
     /* Results are written contiguously, except CPY and SET_ROWS which write views. */
     if (node->op != DZ_OP_CPY && node->op != DZ_OP_SET_ROWS && (node->type != DZ_TYPE_F32 || !dz_is_contiguous(node)))
         return false;
