@@ -54,6 +54,9 @@ static dz_device *kv_device(dz_model *m, int64_t rows) {
              dz_device_supports(m->device, paged);
     }
     dz_ctx_destroy(ctx);
+    if (!ok)
+        dz_log(DZ_LOG_INFO, "a KV cache of %lld positions stays on the CPU: %s cannot write or read it there\n",
+               (long long)rows, dz_device_props_get(m->device)->name);
     return ok ? m->device : m->cpu;
 }
 
