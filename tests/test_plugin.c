@@ -108,6 +108,31 @@ static void check_model(const char *model_path, json_t *ref, void (*stats)(long 
     dz_model_free(m);
 }
 
+/* Weights in several buffers, as on a device whose largest allocation is
+ * smaller than the model: the same greedy text; a tensor larger than that
+ * allocation is refused with its name and both sizes. */
+static void check_split_weights(const char *model_path, json_t *ref) {
+    setenv("PARTIAL_MAX_BUFFER", "262144", 1);
+    const char *prompt = json_string_value(json_object_get(ref, "prompt"));
+    const char *want = json_string_value(json_object_get(ref, "text"));
+    char *argv[] = {(char *)dzt_bin(), "run", "-m", (char *)model_path, "-p", (char *)prompt, "-n", "128",
+                    "--temp", "0", "--no-echo", "--device", "partial:0", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = dzt_run_argv(argv, &out, NULL, &err);
+    DZT_CHECK(rc == 0 && out && !strcmp(out, want), "weights in 256 KiB buffers: exit %d, printed \"%s\": %s", rc,
+              out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+    setenv("PARTIAL_MAX_BUFFER", "65536", 1); /* token_embd.weight is 128 KiB */
+    dz_model_options mo = {.device = "partial:0"};
+    dz_model *m = NULL;
+    DZT_ASSERT(dz_model_load(model_path, &mo, &m) != DZ_OK);
+    DZT_CHECK(strstr(dz_last_error(), "token_embd.weight") && strstr(dz_last_error(), "65536"),
+              "a tensor over the largest buffer: %s", dz_last_error());
+    dz_model_free(m);
+    unsetenv("PARTIAL_MAX_BUFFER");
+}
+
 static void check_cli(const char *model_path, json_t *ref) {
     const char *prompt = json_string_value(json_object_get(ref, "prompt"));
     const char *want = json_string_value(json_object_get(ref, "text"));
@@ -164,6 +189,7 @@ int main(void) {
         DZT_ASSERT(ref != NULL);
         check_model(model_path, ref, stats.fn);
         check_cli(model_path, ref);
+        if (i == 0) check_split_weights(model_path, ref);
         json_decref(ref);
     }
     if (f) fclose(f);

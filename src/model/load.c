@@ -55,9 +55,11 @@ static dz_status bind_bytes(dz_model *m, const dz_gguf_tensor *info, const char 
     if (!t) return dz_fail(DZ_ERR_NOMEM, "tensor '%s': %s", name, dz_ctx_error(m->wctx));
     dz_set_name(t, "%s", name);
     t->flags |= DZ_TENSOR_WEIGHT;
-    size_t offset = (size_t)((const char *)info->data - (const char *)dz_gguf_base(m->gguf)) + skip -
-                    m->weights_offset;
-    dz_status st = dz_tensor_bind(t, m->weights, offset);
+    /* The piece of the weights holding this tensor (pieces are few and in file order). */
+    const size_t at = (size_t)((const char *)info->data - (const char *)dz_gguf_base(m->gguf)) + skip;
+    int32_t k = m->n_weights - 1;
+    while (k > 0 && m->weights_start[k] > at) k--;
+    dz_status st = dz_tensor_bind(t, m->weights[k], at - m->weights_start[k]);
     if (st) return dz_error_prefix(st, "tensor '%s': ", name);
     *out = t;
     return DZ_OK;
@@ -228,33 +230,73 @@ static dz_status open_devices(dz_model *m, const dz_model_options *opt) {
 }
 
 /* The weights: the file mapping itself on a host device; on any other
- * device a copy of the file's tensor data section (weights_offset is where
- * that section starts in the file). */
-static dz_status place_weights(dz_model *m) {
-    void *base = (void *)dz_gguf_base(m->gguf); /* read-only mapping: weights are never written */
-    const size_t file_size = dz_gguf_file_size(m->gguf);
-    if (dz_device_props_get(m->device)->caps & DZ_CAP_HOST_MEMORY)
-        return dz_buffer_from_host(m->device, base, file_size, &m->weights);
-    const size_t start = dz_gguf_data_offset(m->gguf);
-    const size_t size = file_size > start ? file_size - start : 0;
-    const dz_device_props *props = dz_device_props_get(m->device);
-    const char *dev = props->name;
-    if (props->max_buffer_size && size > props->max_buffer_size)
-        return dz_fail(DZ_ERR_NOMEM,
-                       "the model's weights (%zu bytes) exceed the largest buffer %s can allocate (%llu bytes); "
-                       "weights split over several buffers are not supported yet",
-                       size, dev, (unsigned long long)props->max_buffer_size);
-    dz_status st = dz_buffer_alloc(m->device, size ? size : 1, &m->weights);
-    if (st) return dz_error_prefix(st, "the model's weights (%zu bytes) on %s: ", size, dev);
-    m->weights_offset = start;
+ * device a copy of the file's tensor data, in as few pieces as the device's
+ * largest buffer allows (a tensor never straddles two). */
+static dz_status add_piece(dz_model *m, size_t start, size_t end) {
+    dz_buffer **bufs = realloc(m->weights, (size_t)(m->n_weights + 1) * sizeof *bufs);
+    if (bufs) m->weights = bufs;
+    size_t *starts = bufs ? realloc(m->weights_start, (size_t)(m->n_weights + 1) * sizeof *starts) : NULL;
+    if (starts) m->weights_start = starts;
+    if (!bufs || !starts) return dz_fail(DZ_ERR_NOMEM, "out of memory placing the weights");
+    const char *dev = dz_device_props_get(m->device)->name;
+    const size_t size = end - start;
+    dz_buffer *b = NULL;
+    dz_status st = dz_buffer_alloc(m->device, size ? size : 1, &b);
+    if (st) return dz_error_prefix(st, "the model's weights (%zu bytes of them) on %s: ", size, dev);
+    m->weights[m->n_weights] = b;
+    m->weights_start[m->n_weights++] = start;
     /* In pieces, so that a device with small staging transfers never sees a huge one. */
-    const size_t piece = (size_t)64 << 20;
-    for (size_t done = 0; done < size; done += piece) {
-        const size_t n = size - done < piece ? size - done : piece;
-        if ((st = dz_buffer_write(m->weights, done, (const char *)base + start + done, n)))
+    const char *base = dz_gguf_base(m->gguf);
+    const size_t chunk = (size_t)64 << 20;
+    for (size_t done = 0; done < size; done += chunk) {
+        const size_t n = size - done < chunk ? size - done : chunk;
+        if ((st = dz_buffer_write(b, done, base + start + done, n)))
             return dz_error_prefix(st, "copying the model's weights to %s: ", dev);
     }
     return DZ_OK;
+}
+
+static int by_offset(const void *a, const void *b) {
+    const dz_gguf_tensor *x = *(const dz_gguf_tensor *const *)a, *y = *(const dz_gguf_tensor *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static dz_status place_weights(dz_model *m) {
+    void *base = (void *)dz_gguf_base(m->gguf); /* read-only mapping: weights are never written */
+    const size_t file_size = dz_gguf_file_size(m->gguf);
+    if (dz_device_props_get(m->device)->caps & DZ_CAP_HOST_MEMORY) {
+        if (!(m->weights = calloc(1, sizeof *m->weights)) || !(m->weights_start = calloc(1, sizeof(size_t))))
+            return dz_fail(DZ_ERR_NOMEM, "out of memory placing the weights");
+        m->n_weights = 1;
+        return dz_buffer_from_host(m->device, base, file_size, &m->weights[0]);
+    }
+    const dz_device_props *props = dz_device_props_get(m->device);
+    const size_t data = dz_gguf_data_offset(m->gguf), limit = (size_t)props->max_buffer_size;
+    const int64_t n = dz_gguf_n_tensors(m->gguf);
+    if (!limit || file_size - data <= limit) return add_piece(m, data, file_size);
+    const dz_gguf_tensor **order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
+    if (!order) return dz_fail(DZ_ERR_NOMEM, "out of memory placing the weights");
+    for (int64_t i = 0; i < n; i++) order[i] = dz_gguf_tensor_at(m->gguf, i);
+    qsort(order, (size_t)n, sizeof *order, by_offset);
+    dz_status st = DZ_OK;
+    size_t start = 0, end = 0; /* the piece being gathered: [start, end) of the file; empty when end == 0 */
+    for (int64_t i = 0; !st && i < n; i++) {
+        const size_t t0 = data + (size_t)order[i]->offset, t1 = t0 + order[i]->size;
+        if (order[i]->size > limit) {
+            st = dz_fail(DZ_ERR_NOMEM, "tensor '%s' (%zu bytes) is larger than the largest buffer %s can allocate (%zu bytes)",
+                         order[i]->name, order[i]->size, props->name, limit);
+        } else if (end && t1 - start > limit) {
+            st = add_piece(m, start, end);
+            start = t0;
+            end = t1;
+        } else {
+            if (!end) start = t0;
+            if (t1 > end) end = t1;
+        }
+    }
+    if (!st && end) st = add_piece(m, start, end);
+    free(order);
+    return st;
 }
 
 static dz_status load(dz_model *m, const char *path, const dz_model_options *opt) {
@@ -294,7 +336,9 @@ void dz_model_free(dz_model *m) {
     dz_ctx_destroy(m->wctx);
     dz_model_lora_free(m->lora);
     free(m->layers);
-    dz_buffer_free(m->weights);
+    for (int32_t i = 0; i < m->n_weights; i++) dz_buffer_free(m->weights[i]);
+    free(m->weights);
+    free(m->weights_start);
     dz_sched_destroy(m->sched);
     dz_device_close(m->device);
     dz_device_close(m->cpu);

@@ -47,8 +47,10 @@ struct dz_model {
     dz_device *device;   /* where weights and caches live */
     dz_device *cpu;      /* fallback device beside a non-host device; NULL on a host device */
     dz_sched *sched;
-    dz_buffer *weights;  /* wraps the file mapping (host device) or holds its data section */
-    size_t weights_offset; /* file offset of the weights buffer's first byte */
+    dz_buffer **weights;    /* host device: one, wrapping the file mapping; else pieces of the
+                               file's data section, each within the device's largest buffer */
+    size_t *weights_start;  /* file offset of each piece's first byte */
+    int32_t n_weights;
     dz_ctx *wctx;        /* headers of the weight tensors */
     dz_tensor *tok_embd, *output_norm, *output;
     dz_tensor *pos_embd;      /* gpt2: (n_embd, n_ctx_train) learned positions; else NULL */

@@ -5,6 +5,8 @@
  * MUL_MAT of contiguous F32 weights by F32 rows, ADD of same-shape
  * contiguous F32 tensors, and RMS_NORM of contiguous F32 rows. Everything
  * else must fall back to the CPU through copies the core scheduler inserts.
+ * The environment variable PARTIAL_MAX_BUFFER (bytes) sets the largest
+ * buffer it allocates, as a GPU's driver limits one allocation.
  *
  * Built three times by tests/plugins/CMakeLists.txt: as is; with
  * PARTIAL_ABI_VERSION set to a version no core knows; and with
@@ -30,6 +32,11 @@ typedef struct pbuf {
     size_t size;
 } pbuf;
 
+static size_t max_buffer(void) {
+    const char *env = getenv("PARTIAL_MAX_BUFFER");
+    return env && env[0] ? (size_t)strtoull(env, NULL, 10) : 0;
+}
+
 static int p_device_count(void) { return 1; }
 static dz_status p_open(int device, void **self) {
     (void)device;
@@ -45,11 +52,14 @@ static dz_status p_get_props(void *self, dz_device_props *out) {
     strcpy(out->description, "test backend: MUL_MAT F32, ADD, RMS_NORM only");
     out->memory_total = (uint64_t)1 << 32;
     out->memory_free = out->memory_total;
+    out->max_buffer_size = max_buffer();
     return DZ_OK;
 }
 
 static dz_status p_buffer_alloc(void *self, size_t size, void **buf, void **base) {
     (void)self;
+    if (max_buffer() && size > max_buffer())
+        return host->fail(DZ_ERR_NOMEM, "partial:0 allocates at most %zu bytes at once", max_buffer());
     pbuf *b = malloc(sizeof *b);
     uint8_t *mem = size <= ((size_t)1 << 40) ? malloc(size ? size : 1) : NULL;
     if (!b || !mem) {
