@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "backends/cpu/cpu.h"
 #include "hal/hal_impl.h"
@@ -128,10 +129,18 @@ static dz_status load_plugin(const char *path) {
     return st;
 }
 
-static void load_plugin_dir(const char *dir) {
+/* An absent directory holds no plugins (DZ_PLUGIN_PATH=/nonexistent is how
+ * to load none); one that exists but cannot be listed is worth a warning
+ * when DZ_PLUGIN_PATH names it (explicit). */
+static void load_plugin_dir(const char *dir, bool explicit) {
     char **paths = NULL;
     int count = 0;
-    if (dz_plugin_dir_list(dir, &paths, &count)) return; /* an absent directory holds no plugins */
+    if (dz_plugin_dir_list(dir, &paths, &count)) {
+        struct stat info;
+        if (explicit && stat(dir, &info) == 0)
+            dz_log(DZ_LOG_WARN, "%s (named in %s); no plugin loaded from it\n", dz_last_error(), DZ_PLUGIN_PATH_ENV);
+        return;
+    }
     for (int i = 0; i < count; i++)
         if (load_plugin(paths[i])) dz_log(DZ_LOG_WARN, "%s (the other backends keep working)\n", dz_last_error());
     dz_plugin_dir_free(paths, count);
@@ -140,14 +149,14 @@ static void load_plugin_dir(const char *dir) {
 static void load_plugin_path(void) {
     const char *env = getenv(DZ_PLUGIN_PATH_ENV);
     if (!env || !env[0]) {
-        load_plugin_dir(DZ_PLUGIN_DIR_DEFAULT);
+        load_plugin_dir(DZ_PLUGIN_DIR_DEFAULT, false);
         return;
     }
     char *copy = dup_str(env);
     if (!copy) return;
     char *save = NULL;
     for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
-        if (dir[0]) load_plugin_dir(dir);
+        if (dir[0]) load_plugin_dir(dir, true);
     free(copy);
 }
 
