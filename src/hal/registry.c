@@ -95,13 +95,6 @@ enum { MAX_PLUGINS = 32 };
 static dz_plugin_info plugins[MAX_PLUGINS];
 static int n_plugins;
 
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 /* Registration from plugins happens under this lock, outside the
  * pthread_once of the built-ins: a plugin whose library constructor or entry
  * function calls back into the registry finds `loading` set on its thread
@@ -121,9 +114,9 @@ static dz_status load_plugin(const char *path) {
     if (st) dz_error_prefix(st, "backend plugin %s: ", path);
     if (n_plugins < MAX_PLUGINS) {
         dz_plugin_info *p = &plugins[n_plugins];
-        p->path = dup_str(path);
+        p->path = strdup(path);
         p->backend = st ? NULL : iface->name;
-        p->error = st ? dup_str(dz_last_error()) : NULL;
+        p->error = st ? strdup(dz_last_error()) : NULL;
         if (p->path) n_plugins++; /* published once filled */
     }
     return st;
@@ -152,7 +145,7 @@ static void load_plugin_path(void) {
         load_plugin_dir(DZ_PLUGIN_DIR_DEFAULT, false);
         return;
     }
-    char *copy = dup_str(env);
+    char *copy = strdup(env);
     if (!copy) return;
     char *save = NULL;
     for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
