@@ -716,8 +716,8 @@ static bool wait_idle(const char *label, int timeout_ms) {
     return false;
 }
 
-/* Starts a streamed request, reads its first chunk (the id goes to id) and
- * vanishes: a reset when rst, else a plain close. */
+/* Starts a streamed request, reads up to its first chunk with text (the id
+ * goes to id) and vanishes: a reset when rst, else a plain close. */
 static bool stream_and_vanish(const char *label, const char *auth, const char *path, const char *body, bool rst,
                               char id[64]) {
     id[0] = '\0';
@@ -731,16 +731,29 @@ static bool stream_and_vanish(const char *label, const char *auth, const char *p
         ok = false;
     }
     DZT_CHECK(ok, "[%s] expected a 200 stream, got %d", label, r.status);
-    char *data = NULL;
-    if (ok && dzt_http_next_event(c, TIMEOUT_MS, &data) == 1) {
+    /* read up to the first chunk that carries text: a chat stream opens
+     * with a role chunk sent before the engine has computed anything, and a
+     * request cancelled then is rightly billed 0 tokens */
+    bool text_seen = false;
+    for (int n = 0; ok && !text_seen && n < 64; n++) {
+        char *data = NULL;
+        if (dzt_http_next_event(c, TIMEOUT_MS, &data) != 1) {
+            free(data);
+            break;
+        }
         json_error_t e;
         json_t *j = json_loads(data, 0, &e);
         const char *s = json_string_value(json_object_get(j, "id"));
-        if (s) snprintf(id, 64, "%s", s);
+        if (s && !id[0]) snprintf(id, 64, "%s", s);
+        json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+        const char *t = json_string_value(json_object_get(ch, "text"));
+        if (!t) t = json_string_value(json_object_get(json_object_get(ch, "delta"), "content"));
+        text_seen = t && t[0];
         json_decref(j);
+        free(data);
     }
-    free(data);
     DZT_CHECK(id[0], "[%s] the first chunk has no id", label);
+    DZT_CHECK(!ok || text_seen, "[%s] no chunk with text came", label);
     if (!ok) dzt_print_request(label, path, body, strlen(body));
     dzt_response_free(&r);
     if (rst) dzt_http_abort(c);
