@@ -87,5 +87,26 @@ int main(void) {
     }
     DZT_CHECK(has_device(now, n_now, "cpu") && has_device(committed, n_committed, "cpu"), "no cpu rows");
     printf("%d rows checked against docs/support-matrix.csv\n", compared);
+
+    /* --csv -: the matrix on standard output, the report on standard error */
+    char *argv_std[] = {(char *)dzt_bin(), "conformance", "--op", "ADD", "--csv", "-", NULL};
+    rc = dzt_run_argv(argv_std, &out, NULL, &err);
+    DZT_CHECK(rc == 0, "dizuo conformance --op ADD --csv - exited %d: %s", rc, err ? err : "");
+    const char *head = "backend,device,op,dtype,status,cases,worst_nmse\n";
+    DZT_CHECK(out && !strncmp(out, head, strlen(head)), "--csv -: standard output does not start with the header: %.200s",
+              out ? out : "(none)");
+    if (out && !strncmp(out, head, strlen(head))) {
+        char key[512];
+        snprintf(key, sizeof key, "%s", out + strlen(head));
+        char *last = strrchr(key, ',');
+        if (last) *last = '\0';
+        DZT_CHECK(has_key(committed, n_committed, key), "--csv -: the row \"%s\" is not in docs/support-matrix.csv",
+                  key);
+        DZT_CHECK(strchr(out + strlen(head), '\n') == out + strlen(out) - 1, "--csv -: more than one row: %s", out);
+    }
+    DZT_CHECK(err && strstr(err, "conformance of cpu"), "--csv -: the report is not on standard error: %s",
+              err ? err : "(none)");
+    free(out);
+    free(err);
     return dzt_done();
 }

@@ -11,6 +11,10 @@
 
 static const char *CMD = "conformance";
 
+/* Where the human-readable report goes: stdout, or stderr when the CSV
+ * goes to stdout (--csv - or --csv /dev/stdout). */
+static FILE *g_out;
+
 static void usage(FILE *out) {
     fprintf(out,
             "usage: dizuo conformance [--device NAME | --all] [--tier I] [--op OP] [--csv FILE]\n"
@@ -26,7 +30,8 @@ static void usage(FILE *out) {
             "  --tier T       op tier: I (inference; the default), S (serving), T (training);\n"
             "                 several as I,S\n"
             "  --op OP        only this op (e.g. MUL_MAT)\n"
-            "  --csv FILE     also write the matrix as CSV:\n"
+            "  --csv FILE     also write the matrix as CSV (- for standard output, the report\n"
+            "                 then going to standard error):\n"
             "                 backend,device,op,dtype,status,cases,worst_nmse\n"
             "  --seed S       seed of the inputs (default 1)\n"
             "  --threads N    threads of the CPU reference and fallback\n"
@@ -55,11 +60,11 @@ static void print_case(const dz_conformance_case *c, void *user) {
     char limit[16];
     if (c->limit == DZ_CONFORMANCE_LIMIT_EXACT) snprintf(limit, sizeof limit, "exact");
     else snprintf(limit, sizeof limit, "%.0e", c->limit);
-    printf("  #%-4d %-8s %-10s %-9s NMSE %-9.3g (%s)  %s%s%s\n", (int)c->index,
+    fprintf(g_out, "  #%-4d %-8s %-10s %-9s NMSE %-9.3g (%s)  %s%s%s\n", (int)c->index,
            c->result == DZ_CONFORMANCE_FAIL ? "FAIL" : dz_conformance_result_name(c->result),
            dz_op_name(c->op), c->dtype, c->nmse, limit, c->shape, c->message[0] ? ": " : "",
            c->message);
-    fflush(stdout);
+    fflush(g_out);
 }
 
 /* Runs the suite on one device and prints its matrix; *out receives the
@@ -73,7 +78,7 @@ static int run_device(const char *device_name, const char *tier_text, const dz_c
         dz_cli_error(CMD);
         return st == DZ_ERR_ARG ? DZ_EXIT_USAGE : DZ_EXIT_ERROR;
     }
-    if (verbose) printf("comparator self-check: %s\n", dz_conformance_self_check() == DZ_OK ? "ok" : "FAILED");
+    if (verbose) fprintf(g_out, "comparator self-check: %s\n", dz_conformance_self_check() == DZ_OK ? "ok" : "FAILED");
     dz_conformance_report *report = NULL;
     st = dz_conformance_run(dev, opt, &report);
     dz_device_close(dev);
@@ -84,12 +89,12 @@ static int run_device(const char *device_name, const char *tier_text, const dz_c
     const dz_conformance_summary *sum = dz_conformance_report_summary(report);
     int rc = DZ_EXIT_OK;
     if (sum->n_cases == 0) {
-        printf("dizuo %s: no ops in tier %s yet; nothing to check\n", CMD, tier_text);
+        fprintf(g_out, "dizuo %s: no ops in tier %s yet; nothing to check\n", CMD, tier_text);
     } else {
-        if (verbose) printf("\n");
-        dz_conformance_report_print(report, stdout);
+        if (verbose) fprintf(g_out, "\n");
+        dz_conformance_report_print(report, g_out);
         if (sum->n_failed > 0) {
-            printf("every case of an op again, with the same inputs: dizuo conformance "
+            fprintf(g_out, "every case of an op again, with the same inputs: dizuo conformance "
                    "--device %s --op <OP> --seed %llu -v\n", device_name, (unsigned long long)opt->seed);
             rc = DZ_EXIT_ERROR;
         }
@@ -156,6 +161,7 @@ int dz_cmd_conformance(int argc, char **argv) {
         return DZ_EXIT_USAGE;
     }
     if (verbose) opt.on_case = print_case;
+    g_out = csv && (!strcmp(csv, "-") || !strcmp(csv, "/dev/stdout")) ? stderr : stdout;
 
     if (!all) return run_one(device_name, tier_text, &opt, verbose, csv);
 
@@ -167,19 +173,19 @@ int dz_cmd_conformance(int argc, char **argv) {
         for (int d = 0; d < iface->device_count() && n_reports < 64; d++) {
             char name[DZ_MAX_NAME + 16];
             snprintf(name, sizeof name, "%s:%d", iface->name, d);
-            printf("== %s\n", name);
-            fflush(stdout);
+            fprintf(g_out, "== %s\n", name);
+            fflush(g_out);
             dz_conformance_report *r = NULL;
             int one = run_device(name, tier_text, &opt, verbose, &r);
-            if (one != DZ_EXIT_OK) rc = one;
+            if (one != DZ_EXIT_OK) rc = DZ_EXIT_ERROR; /* a device of the list: not a usage error */
             if (r) reports[n_reports++] = r;
-            printf("\n");
+            fprintf(g_out, "\n");
         }
     }
     if (csv && dz_conformance_reports_write_csv((const dz_conformance_report *const *)reports, n_reports, csv))
         rc = dz_cli_error(CMD);
     else if (csv)
-        printf("support matrix of %d device%s written to %s\n", n_reports, n_reports == 1 ? "" : "s", csv);
+        fprintf(g_out, "support matrix of %d device%s written to %s\n", n_reports, n_reports == 1 ? "" : "s", csv);
     for (int i = 0; i < n_reports; i++) dz_conformance_report_destroy(reports[i]);
     return rc;
 }

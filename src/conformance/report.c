@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *dz_conformance_result_name(dz_conformance_result r) {
     switch (r) {
@@ -154,22 +155,7 @@ static void csv_field(FILE *f, const char *text) {
     fputc('"', f);
 }
 
-dz_status dz_conformance_reports_write_csv(const dz_conformance_report *const *reports, int n, const char *path) {
-    if (!reports || n < 0 || !path) return dz_fail(DZ_ERR_ARG, "dz_conformance_reports_write_csv: bad arguments");
-    for (int k = 0; k < n; k++)
-        if (!reports[k]) return dz_fail(DZ_ERR_ARG, "dz_conformance_reports_write_csv: report %d is NULL", k);
-    /* Written beside the target and renamed over it: a failed write leaves
-     * the old matrix as it was. */
-    size_t len = strlen(path) + 16;
-    char *tmp = malloc(len);
-    if (!tmp) return dz_fail(DZ_ERR_NOMEM, "out of memory writing %s", path);
-    snprintf(tmp, len, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        dz_status st = dz_fail(DZ_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
+static void write_matrix(FILE *f, const dz_conformance_report *const *reports, int n) {
     fputs("backend,device,op,dtype,status,cases,worst_nmse\n", f);
     for (int k = 0; k < n; k++) {
         const dz_conformance_report *r = reports[k];
@@ -182,6 +168,42 @@ dz_status dz_conformance_reports_write_csv(const dz_conformance_report *const *r
                     (int)c->n_cases, c->worst_nmse);
         }
     }
+}
+
+/* "-", or a target that exists and is not a regular file (/dev/stdout, a
+ * pipe): written in place, since nothing can be renamed over it. */
+static bool write_in_place(const char *path) {
+    struct stat st;
+    return !strcmp(path, "-") || (stat(path, &st) == 0 && !S_ISREG(st.st_mode));
+}
+
+dz_status dz_conformance_reports_write_csv(const dz_conformance_report *const *reports, int n, const char *path) {
+    if (!reports || n < 0 || !path) return dz_fail(DZ_ERR_ARG, "dz_conformance_reports_write_csv: bad arguments");
+    for (int k = 0; k < n; k++)
+        if (!reports[k]) return dz_fail(DZ_ERR_ARG, "dz_conformance_reports_write_csv: report %d is NULL", k);
+    if (write_in_place(path)) {
+        const bool std_out = !strcmp(path, "-");
+        FILE *f = std_out ? stdout : fopen(path, "w");
+        if (!f) return dz_fail(DZ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        write_matrix(f, reports, n);
+        bool failed = ferror(f) != 0 || (std_out ? fflush(f) != 0 : fclose(f) != 0);
+        if (failed) return dz_fail(DZ_ERR_IO, "%s: write failed: %s", std_out ? "standard output" : path,
+                                   strerror(errno));
+        return DZ_OK;
+    }
+    /* Written beside the target and renamed over it: a failed write leaves
+     * the old matrix as it was. */
+    size_t len = strlen(path) + 16;
+    char *tmp = malloc(len);
+    if (!tmp) return dz_fail(DZ_ERR_NOMEM, "out of memory writing %s", path);
+    snprintf(tmp, len, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        dz_status st = dz_fail(DZ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    write_matrix(f, reports, n);
     bool failed = ferror(f) != 0;
     int saved = errno;
     if (fclose(f) != 0 && !failed) {
