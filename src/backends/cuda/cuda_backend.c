@@ -270,7 +270,7 @@ static dz_status cuda_synchronize(void *self) {
     if (err == cudaSuccess && word) err = cudaMemsetAsync(dev->error_word, 0, sizeof word, dev->stream);
     if (err != cudaSuccess) {
         dev->watch.armed = 0;
-        return cuda_fail(DZ_ERR_DEVICE, err, "%s: reading the kernels' error word", dev->name);
+        return cuda_fail(DZ_ERR_DEVICE, err, "%s: reading or clearing the kernels' error word", dev->name);
     }
     return dz_cuda_watch_report(&dev->watch, dev->name, word);
 }
