@@ -1,9 +1,11 @@
 /* The trainer's pieces against hand-computed facts: the learning-rate
  * schedule, the row order of the data loader (in order and shuffled), a
- * NaN loss stopping the step, frozen parameters, and checkpoints that
- * round-trip every array. */
+ * NaN loss stopping the step, frozen parameters, checkpoints that
+ * round-trip every array, and text cut into documents that end with EOS. */
 #include <math.h>
 
+#include "dizuo/tokenizer.h"
+#include "dizuo/tokenizer_train.h"
 #include "dizuo/train.h"
 #include "dztest.h"
 
@@ -55,6 +57,83 @@ static void test_rows(void) {
     DZT_EQ_INT(in[0], first_epoch[5]);
     dz_train_data_free(d);
     DZT_FAILS(dz_train_data_from_tokens(tokens, 100, 50, &d), DZ_ERR_ARG);
+}
+
+/* The stream as row 0 of one window over all of it (in order). */
+static int64_t stream_of(dz_train_data *d, int32_t *out, int64_t cap) {
+    const int64_t n = dz_train_data_n_tokens(d);
+    if (n < 2 || n > cap) return -1;
+    int32_t *tg = malloc((size_t)n * sizeof *tg);
+    dz_train_data_row(d, 0, (int32_t)(n - 1), false, 0, out, tg);
+    out[n - 1] = tg[n - 2];
+    free(tg);
+    return n;
+}
+
+/* Appends the tokens of text (BOS as the vocabulary says), then eos if >= 0. */
+static int64_t expect_doc(const dz_tokenizer *tok, const char *text, int32_t eos, int32_t *out, int64_t n) {
+    int32_t *ids = NULL;
+    size_t k = 0;
+    DZT_OK(dz_tokenize(tok, text, strlen(text), dz_tokenizer_add_bos_default(tok), false, &ids, &k));
+    for (size_t i = 0; i < k; i++) out[n++] = ids[i];
+    free(ids);
+    if (eos >= 0) out[n++] = eos;
+    return n;
+}
+
+static void test_doc_sep(void) {
+    /* a small byte-level BPE vocabulary (its <|endoftext|> is the EOS) */
+    const char *corpus = "the cat sat on the mat. the dog sat on the log. ";
+    dz_bpe_train_params bp = {.vocab_size = 300};
+    dz_bpe_trainer *bt = NULL;
+    DZT_OK(dz_bpe_trainer_create(&bp, &bt));
+    DZT_OK(dz_bpe_trainer_feed(bt, corpus, strlen(corpus), NULL));
+    DZT_OK(dz_bpe_trainer_train(bt));
+    char tok_path[512], text_path[512];
+    snprintf(tok_path, sizeof tok_path, "%s/tok.gguf", dzt_tmpdir());
+    snprintf(text_path, sizeof text_path, "%s/docs.txt", dzt_tmpdir());
+    DZT_OK(dz_bpe_trainer_save(bt, NULL, tok_path));
+    dz_bpe_trainer_destroy(bt);
+    dz_gguf *g = NULL;
+    dz_tokenizer *tok = NULL;
+    DZT_OK(dz_gguf_open(tok_path, &g));
+    if (g) DZT_OK(dz_tokenizer_load(g, &tok));
+    if (!tok) {
+        dz_gguf_close(g);
+        return;
+    }
+    const int32_t eos = dz_tokenizer_eos(tok), n_vocab = dz_tokenizer_n_vocab(tok);
+    DZT_ASSERT(eos >= 0);
+    /* three documents; the run of four newlines holds an empty one */
+    const char *text = "the cat sat.\n\nthe dog\nsat.\n\n\n\non the mat";
+    FILE *f = fopen(text_path, "w");
+    fputs(text, f);
+    fclose(f);
+    const char *paths[] = {text_path};
+    int32_t got[256], want[256];
+    dz_train_data *d = NULL;
+    DZT_OK(dz_train_data_load(paths, 1, tok, n_vocab, "\n\n", &d));
+    int64_t n_want = expect_doc(tok, "the cat sat.", eos, want, 0);
+    n_want = expect_doc(tok, "the dog\nsat.", eos, want, n_want);
+    n_want = expect_doc(tok, "on the mat", eos, want, n_want);
+    int64_t n_got = d ? stream_of(d, got, 256) : -1;
+    DZT_EQ_INT(n_got, n_want);
+    for (int64_t i = 0; i < n_got && n_got == n_want; i++)
+        DZT_CHECK(got[i] == want[i], "doc-sep stream: token %lld is %d, expected %d", (long long)i, got[i], want[i]);
+    dz_train_data_free(d);
+    /* without a separator: one document, no EOS */
+    d = NULL;
+    DZT_OK(dz_train_data_load(paths, 1, tok, n_vocab, NULL, &d));
+    n_want = expect_doc(tok, text, -1, want, 0);
+    n_got = d ? stream_of(d, got, 256) : -1;
+    DZT_EQ_INT(n_got, n_want);
+    for (int64_t i = 0; i < n_got && n_got == n_want; i++)
+        DZT_CHECK(got[i] == want[i], "whole-file stream: token %lld is %d, expected %d", (long long)i, got[i], want[i]);
+    dz_train_data_free(d);
+    /* a separator that is not UTF-8 */
+    DZT_FAILS(dz_train_data_load(paths, 1, tok, n_vocab, "\xff", &d), DZ_ERR_ARG);
+    dz_tokenizer_free(tok);
+    dz_gguf_close(g);
 }
 
 static dz_train_config tiny(void) {
@@ -150,6 +229,7 @@ static void test_checkpoint(void) {
 int main(void) {
     test_schedule();
     test_rows();
+    test_doc_sep();
     test_nan_and_frozen();
     test_checkpoint();
     return dzt_done();

@@ -159,16 +159,22 @@ dz_status dz_trainer_eval(dz_trainer *tr, const int32_t *inputs, const int32_t *
 
 /* ---- data ---- */
 
-/* A token stream from files: plain UTF-8 text (tokenized with tok; each
- * file starts with BOS when the vocabulary adds one) or llm.c token shards
- * (a 256 x int32 header: magic 20240520, version 1, token count; then that
- * many uint16 tokens). Shards are recognised by their magic. Errors name the
+/* A token stream from files: plain UTF-8 text (tokenized with tok) or
+ * llm.c token shards. Without doc_sep (NULL or "") a text file is
+ * one document, starting with BOS when the vocabulary adds one, and no EOS
+ * is added. With doc_sep, every text file is cut at each occurrence of it
+ * (the separator itself dropped, empty pieces skipped) and every piece is a
+ * document: BOS when the vocabulary adds one, its tokens, then the
+ * vocabulary's EOS (a vocabulary without one is refused), so a model learns
+ * where documents end. An llm.c token shard has
+ * a 256 x int32 header: magic 20240520, version 1, token count; then that
+ * many uint16 tokens. Shards are recognised by their magic. Errors name the
  * file: non-UTF-8 text (with the byte offset), a truncated shard, a token
  * outside the vocabulary of n_vocab. */
 typedef struct dz_train_data dz_train_data;
 
 dz_status dz_train_data_load(const char *const *paths, int n_paths, const dz_tokenizer *tok, int32_t n_vocab,
-                             dz_train_data **out);
+                             const char *doc_sep, dz_train_data **out);
 /* A stream over tokens the caller gives (copied). */
 dz_status dz_train_data_from_tokens(const int32_t *tokens, int64_t n, int32_t n_vocab, dz_train_data **out);
 void dz_train_data_free(dz_train_data *d); /* NULL is a no-op */

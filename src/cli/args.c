@@ -62,3 +62,33 @@ int dz_cli_error(const char *cmd) {
     fprintf(stderr, "dizuo %s: %s\n", cmd, dz_last_error());
     return DZ_EXIT_ERROR;
 }
+
+bool dz_arg_unescape(const char *cmd, const char *opt, const char *text, char *out, size_t cap) {
+    size_t n = 0;
+    for (const char *p = text; *p; p++) {
+        char c = *p;
+        if (c == '\\') {
+            switch (*++p) {
+            case 'n': c = '\n'; break;
+            case 't': c = '\t'; break;
+            case 'r': c = '\r'; break;
+            case '\\': c = '\\'; break;
+            default:
+                fprintf(stderr, "dizuo %s: %s: unknown escape '\\%.1s' in '%s' (known: \\n \\t \\r \\\\)\n", cmd, opt, p,
+                        text);
+                return false;
+            }
+        }
+        if (n + 1 >= cap) {
+            fprintf(stderr, "dizuo %s: %s: '%s' is longer than %zu bytes\n", cmd, opt, text, cap - 1);
+            return false;
+        }
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    if (n == 0) {
+        fprintf(stderr, "dizuo %s: %s: empty\n", cmd, opt);
+        return false;
+    }
+    return true;
+}

@@ -22,6 +22,8 @@ static const char *help =
     "                            (gpt2: attn_qkv,attn_output,ffn_up,ffn_down); default attn_q,attn_v\n"
     "                            (gpt2: attn_qkv)\n"
     "      --data FILE[,FILE]    training text or llm.c token shards (required)\n"
+    "      --doc-sep SEP         text holds documents separated by SEP (e.g. \\n\\n), each then\n"
+    "                            followed by the end-of-text token (dizuo train --help)\n"
     "      --batch B --seq T --grad-accum A --steps N --no-shuffle --seed S\n"
     "      --lr LR (default 1e-3) --warmup W --schedule cosine|constant --clip C (default 1)\n"
     "      --beta1 --beta2 --eps --weight-decay (default 0)\n"
@@ -36,6 +38,8 @@ static const char *CMD = "finetune";
 
 typedef struct ft_args {
     const char *device, *base, *data, *out, *log, *targets;
+    const char *doc_sep; /* NULL, or doc_sep_buf */
+    char doc_sep_buf[64];
     long long rank, batch, seq, accum, steps, warmup, threads, seed;
     double alpha;
     bool no_shuffle;
@@ -73,6 +77,12 @@ static int parse(int argc, char **argv, ft_args *a) {
             return DZ_EXIT_OK;
         } else if (!strcmp(o, "--no-shuffle")) {
             a->no_shuffle = done = true;
+        } else if (!strcmp(o, "--doc-sep")) {
+            if (!(v = dz_arg_value(CMD, argc, argv, &i)) ||
+                !dz_arg_unescape(CMD, o, v, a->doc_sep_buf, sizeof a->doc_sep_buf))
+                return DZ_EXIT_USAGE;
+            a->doc_sep = a->doc_sep_buf;
+            done = true;
         } else if (!strcmp(o, "--lora-alpha")) {
             if (!(v = dz_arg_value(CMD, argc, argv, &i)) || !dz_arg_float(CMD, o, v, 1e-6, 1e6, &a->alpha))
                 return DZ_EXIT_USAGE;
@@ -195,7 +205,7 @@ int dz_cmd_finetune(int argc, char **argv) {
         paths[n++] = p;
     dz_train_data *data = NULL;
     rc = DZ_EXIT_ERROR;
-    if (dz_train_data_load(paths, n, dz_model_tokenizer(m), dz_model_hparams_get(m)->n_vocab, &data)) {
+    if (dz_train_data_load(paths, n, dz_model_tokenizer(m), dz_model_hparams_get(m)->n_vocab, a.doc_sep, &data)) {
         dz_cli_error(CMD);
     } else if (dz_train_data_n_tokens(data) < a.batch * a.seq + 1) {
         fprintf(stderr, "dizuo finetune: %s: %lld tokens; one batch of %lld rows x %lld tokens needs at least %lld\n",

@@ -31,6 +31,9 @@ static const char *train_help =
     "data and batches:\n"
     "      --data FILE[,FILE]    training data (required)\n"
     "      --val FILE            validation data: loss reported at the end\n"
+    "      --doc-sep SEP         text files hold documents separated by SEP (C escapes: \\n\\n\n"
+    "                            for a blank line); each document is followed by the\n"
+    "                            vocabulary's end-of-text token, so the model learns to stop\n"
     "      --batch B             rows per micro-step (default 4)\n"
     "      --seq T               tokens per row (default min(64, ctx))\n"
     "      --grad-accum A        micro-steps per step (default 1): a step sees A x B rows\n"
@@ -60,6 +63,8 @@ static const char *train_help =
 
 typedef struct train_args {
     const char *device, *arch, *init, *tokenizer, *data, *val, *out, *log, *ckpt_dir, *resume, *out_type;
+    const char *doc_sep; /* NULL, or doc_sep_buf */
+    char doc_sep_buf[64];
     long long dim, layers, heads, kv_heads, ffn, ctx, vocab;
     long long batch, seq, accum, steps, warmup, threads, save_every, seed;
     bool tied, no_shuffle, seed_given, batch_given, seq_given, accum_given;
@@ -105,6 +110,12 @@ static int parse(int argc, char **argv, train_args *a) {
             a->tied = done = true;
         } else if (!strcmp(o, "--no-shuffle")) {
             a->no_shuffle = done = true;
+        } else if (!strcmp(o, "--doc-sep")) {
+            if (!(v = dz_arg_value(CMD, argc, argv, &i)) ||
+                !dz_arg_unescape(CMD, o, v, a->doc_sep_buf, sizeof a->doc_sep_buf))
+                return DZ_EXIT_USAGE;
+            a->doc_sep = a->doc_sep_buf;
+            done = true;
         } else if (!strcmp(o, "--schedule")) {
             if (!(v = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
             if (!strcmp(v, "cosine")) a->o.schedule = DZ_LR_COSINE;
@@ -243,11 +254,12 @@ static int split_paths(const char *list, char **copy, const char **paths, int ca
     return n;
 }
 
-static dz_status load_data(const char *list, const dz_train_model *m, dz_train_data **out) {
+static dz_status load_data(const char *list, const char *doc_sep, const dz_train_model *m, dz_train_data **out) {
     char *copy = NULL;
     const char *paths[64];
     int n = split_paths(list, &copy, paths, 64);
-    dz_status st = dz_train_data_load(paths, n, dz_train_model_tokenizer(m), dz_train_model_config(m)->n_vocab, out);
+    dz_status st = dz_train_data_load(paths, n, dz_train_model_tokenizer(m), dz_train_model_config(m)->n_vocab,
+                                      doc_sep, out);
     free(copy);
     return st;
 }
@@ -318,7 +330,7 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_d
         fprintf(stderr, "dizuo train: --seq %d exceeds the model's context of %d\n", T, c->n_ctx);
         goto done;
     }
-    if (load_data(a->data, m, &data) || (a->val && load_data(a->val, m, &val))) {
+    if (load_data(a->data, a->doc_sep, m, &data) || (a->val && load_data(a->val, a->doc_sep, m, &val))) {
         dz_cli_error(CMD);
         goto done;
     }

@@ -144,26 +144,50 @@ static dz_status load_shard(dz_train_data *d, int64_t *cap, const char *path, co
     return st;
 }
 
+/* One document: its tokens (BOS first when the vocabulary adds one), then
+ * EOS when eos >= 0. */
+static dz_status load_doc(dz_train_data *d, int64_t *cap, const char *path, const char *text, size_t len,
+                          const dz_tokenizer *tok, int32_t eos) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    dz_status st = dz_tokenize(tok, text, len, dz_tokenizer_add_bos_default(tok), false, &ids, &n);
+    if (st) return dz_error_prefix(st, "%s: ", path);
+    st = append(d, cap, ids, (int64_t)n);
+    free(ids);
+    if (!st && eos >= 0) st = append(d, cap, &eos, 1);
+    return st;
+}
+
 static dz_status load_text(dz_train_data *d, int64_t *cap, const char *path, const unsigned char *buf, size_t size,
-                           const dz_tokenizer *tok) {
+                           const dz_tokenizer *tok, const char *doc_sep) {
     size_t bad = utf8_invalid_at(buf, size);
     if (bad < size)
         return dz_fail(DZ_ERR_FORMAT, "%s: not UTF-8 text: invalid byte 0x%02X at offset %zu", path, buf[bad], bad);
     if (size == 0) return DZ_OK; /* an empty file adds nothing (an empty stream is refused later) */
     if (!tok)
         return dz_fail(DZ_ERR_ARG, "%s: text needs a tokenizer (give --tokenizer, or a model that has one)", path);
-    int32_t *ids = NULL;
-    size_t n = 0;
-    dz_status st = dz_tokenize(tok, (const char *)buf, size, dz_tokenizer_add_bos_default(tok), false, &ids, &n);
-    if (st) return dz_error_prefix(st, "%s: ", path);
-    st = append(d, cap, ids, (int64_t)n);
-    free(ids);
+    const char *text = (const char *)buf;
+    if (!doc_sep || !*doc_sep) return load_doc(d, cap, path, text, size, tok, -1);
+    const int32_t eos = dz_tokenizer_eos(tok);
+    if (eos < 0)
+        return dz_fail(DZ_ERR_ARG, "%s: documents end with the end-of-text token, and this vocabulary has none", path);
+    /* UTF-8 is self-synchronising: pieces cut at a UTF-8 separator are UTF-8 */
+    const size_t sep_len = strlen(doc_sep);
+    dz_status st = DZ_OK;
+    for (size_t at = 0; !st && at < size;) {
+        const char *hit = memmem(text + at, size - at, doc_sep, sep_len);
+        const size_t end = hit ? (size_t)(hit - text) : size;
+        if (end > at) st = load_doc(d, cap, path, text + at, end - at, tok, eos); /* empty pieces: none */
+        at = hit ? end + sep_len : size;
+    }
     return st;
 }
 
 dz_status dz_train_data_load(const char *const *paths, int n_paths, const dz_tokenizer *tok, int32_t n_vocab,
-                             dz_train_data **out) {
+                             const char *doc_sep, dz_train_data **out) {
     if (n_paths < 1) return dz_fail(DZ_ERR_ARG, "no data files");
+    if (doc_sep && utf8_invalid_at((const unsigned char *)doc_sep, strlen(doc_sep)) < strlen(doc_sep))
+        return dz_fail(DZ_ERR_ARG, "the document separator is not UTF-8");
     dz_train_data *d = calloc(1, sizeof *d);
     if (!d) return dz_fail(DZ_ERR_NOMEM, "out of memory for the data");
     int64_t cap = 0;
@@ -177,7 +201,7 @@ dz_status dz_train_data_load(const char *const *paths, int n_paths, const dz_tok
         if (size >= 4) memcpy(&magic, buf, 4);
         if (magic == SHARD_MAGIC) st = load_shard(d, &cap, paths[i], buf, size, n_vocab);
         else if (size > MAX_TEXT) st = dz_fail(DZ_ERR_ARG, "%s: text over %d MiB; split it", paths[i], MAX_TEXT >> 20);
-        else st = load_text(d, &cap, paths[i], buf, size, tok);
+        else st = load_text(d, &cap, paths[i], buf, size, tok, doc_sep);
         free(buf);
     }
     if (!st && d->n == 0)
