@@ -26,8 +26,23 @@ typedef struct outcome {
     bool done;
     dz_gen_result res;
     int32_t cancel_after; /* > 0: on_token asks to stop after this many */
+    int32_t hold_at;      /* > 0: on_token waits at this token until gate_open() */
     double t_first;
 } outcome;
+
+/* A gate the engine thread waits at (on_token runs on it): while it is
+ * closed, an outcome's hold_at-th token stops the whole engine, so the test
+ * can queue requests knowing none of the running ones moves meanwhile. */
+static pthread_mutex_t g_gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_gate_cv = PTHREAD_COND_INITIALIZER;
+static bool g_gate_closed;
+
+static void gate_set(bool closed) {
+    pthread_mutex_lock(&g_gate_mu);
+    g_gate_closed = closed;
+    pthread_cond_broadcast(&g_gate_cv);
+    pthread_mutex_unlock(&g_gate_mu);
+}
 
 static bool on_token(void *user, const dz_gen_token *t) {
     outcome *o = user;
@@ -36,8 +51,27 @@ static bool on_token(void *user, const dz_gen_token *t) {
     if (o->n == 0) o->t_first = dz_time_now();
     o->n++;
     const bool stop = o->cancel_after > 0 && o->n >= o->cancel_after;
+    const bool hold = o->hold_at > 0 && o->n == o->hold_at;
     pthread_mutex_unlock(&o->mu);
+    if (hold) {
+        pthread_mutex_lock(&g_gate_mu);
+        while (g_gate_closed) pthread_cond_wait(&g_gate_cv, &g_gate_mu);
+        pthread_mutex_unlock(&g_gate_mu);
+    }
     return stop;
+}
+
+/* The engine's stats once its snapshot shows nothing running and no block
+ * held (the snapshot follows the step after the last on_done), or the last
+ * one after a second. */
+static dz_engine_stats settled_stats(dz_engine *e) {
+    dz_engine_stats st;
+    for (int tries = 0; tries < 1000; tries++) {
+        dz_engine_stats_get(e, &st);
+        if (st.running == 0 && st.kv_blocks_used == 0) break;
+        usleep(1000);
+    }
+    return st;
 }
 
 static void on_done(void *user, const dz_gen_result *r) {
@@ -147,8 +181,7 @@ static void check_batch(dz_model *m, const char *what, dz_engine_config cfg, boo
                   "%s: request %d gives the one-sequence greedy tokens", what, i);
         dz_gen_release(g[i]);
     }
-    dz_engine_stats st;
-    dz_engine_stats_get(e, &st);
+    dz_engine_stats st = settled_stats(e);
     DZT_EQ_INT(st.running, 0);
     DZT_EQ_INT(st.waiting, 0);
     DZT_EQ_INT(st.kv_blocks_used, 0);
@@ -211,12 +244,7 @@ static void check_cancel_and_checks(dz_model *m) {
     DZT_CHECK(o.res.completion_tokens < 200, "cancelled before the end (%d tokens)", o.res.completion_tokens);
     dz_gen_release(g);
     dz_gen_release(gs);
-    dz_engine_stats st;
-    for (int tries = 0; tries < 1000; tries++) { /* the snapshot follows the next step */
-        dz_engine_stats_get(e, &st);
-        if (st.kv_blocks_used == 0) break;
-        usleep(1000);
-    }
+    dz_engine_stats st = settled_stats(e);
     DZT_EQ_INT(st.kv_blocks_used, 0);
     DZT_EQ_INT(st.running, 0);
     dz_engine_destroy(e);
@@ -233,8 +261,12 @@ static void check_fairness(dz_model *m) {
     const int32_t n = make_prompt(3, prompt);
     outcome a[5], b;
     dz_gen *ga[5], *gb = NULL;
+    /* the engine stops at A's first token until B is queued too: no A can
+     * finish (and free a slot) before B is there */
+    gate_set(true);
     for (int i = 0; i < 5; i++) {
         outcome_init(&a[i]);
+        a[i].hold_at = i == 0 ? 1 : 0;
         dz_gen_request r = greedy_request(prompt, n, 24, 100, &a[i]);
         r.ignore_eos = true;
         DZT_OK(dz_engine_submit(e, &r, &ga[i]));
@@ -243,6 +275,7 @@ static void check_fairness(dz_model *m) {
     dz_gen_request r = greedy_request(prompt, n, 24, 200, &b);
     r.ignore_eos = true;
     DZT_OK(dz_engine_submit(e, &r, &gb));
+    gate_set(false);
     DZT_ASSERT(wait_done(&b, 60));
     for (int i = 0; i < 5; i++) DZT_ASSERT(wait_done(&a[i], 60));
     int later = 0; /* A's requests that started after B */

@@ -80,7 +80,9 @@ int main(void) {
         atomic_store(&g_missed, 0);
         pthread_t th[N_THREADS];
         for (int i = 0; i < N_THREADS; i++) pthread_create(&th[i], NULL, handler_main, NULL);
-        sleep_ms(100 + 7 * round);
+        /* every thread in its loop before the drain (however busy the machine) */
+        for (int waited = 0; atomic_load(&g_registered) < N_THREADS && waited < 5000; waited += 10) sleep_ms(10);
+        sleep_ms(7 * round);
         double t0 = dz_time_now();
         dz_server_drain(s); /* drain_timeout_s 0: cancels what is registered, waits for it */
         double took = dz_time_now() - t0;

@@ -54,7 +54,8 @@ static void make_key(const char *db, const dz_key_spec *spec, char auth[128]) {
 }
 
 /* Starts a server on db with a config file holding config_json. */
-static bool start(dzt_server *s, const char *tag, const char *db, const char *parallel, const char *config_json) {
+static bool start(dzt_server *s, const char *tag, const char *db, const char *parallel, const char *ctx,
+                  const char *config_json) {
     char cfg[512];
     snprintf(cfg, sizeof cfg, "%s/%s.json", dzt_tmpdir(), tag);
     FILE *f = fopen(cfg, "w");
@@ -62,7 +63,7 @@ static bool start(dzt_server *s, const char *tag, const char *db, const char *pa
     fputs(config_json, f);
     fclose(f);
     const char *args[] = {"-m", g_model_path, "--port", "0", "--db", db, "--parallel", parallel, "-t", "2",
-                          "-c", "2048", "--config", cfg, NULL};
+                          "-c", ctx, "--config", cfg, NULL};
     int st = dzt_server_start(s, tag, args, 30000);
     DZT_CHECK(st == 0, "dizuo serve did not start with %s", config_json);
     if (st) return false;
@@ -358,7 +359,10 @@ static dzt_http *start_long(const char *body) {
     return c;
 }
 
-static const char *LONG_BODY = "{\"prompt\":\"Once upon a time\",\"max_tokens\":1900,\"ignore_eos\":true}";
+/* Long enough (seconds, even without sanitizers) to be still running when
+ * the test acts on it; the tests cancel it long before its end. */
+enum { LONG_TOKENS = 8000 };
+static const char *LONG_BODY = "{\"prompt\":\"Once upon a time\",\"max_tokens\":8000,\"ignore_eos\":true}";
 
 /* 2: choice 2 of 3 refused (queue full) while 0 and 1 wait: 503, not billed. */
 static void test_partial_503(void) {
@@ -416,7 +420,12 @@ static void test_drain(void) {
     pthread_t th[4];
     atomic_store(&g_hammer_stop, false);
     for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, hammer_main, NULL);
-    sleep_ms(500);
+    for (long long until = dzt_now_ms() + 2000; atomic_load(&g_hammer_sent) < 4 && dzt_now_ms() < until;)
+        sleep_ms(10);
+    /* what the checks below rely on: the long request still runs, one waits */
+    DZT_CHECK(!dzt_http_readable(occ, 0) && metric(&g2, "dizuo_running_sequences") == 1 &&
+                  metric(&g2, "dizuo_queue_length") >= 1,
+              "before SIGTERM: the long request already ended or none waits (the machine is too slow for this test)");
     long long t0 = dzt_now_ms();
     kill(g2.pid, SIGTERM);
     dzt_response r1, r2;
@@ -442,7 +451,7 @@ static void test_drain(void) {
     DZT_CHECK(r1.status == 200, "the running request at the drain: %d", r1.status);
     if (dzt_response_header(&r1, "X-Request-Id", id, sizeof id)) {
         bool found = dzt_ledger_row(g2_db, id, &row);
-        DZT_CHECK(found && !strcmp(row.status, "cancelled") && row.completion > 0 && row.completion < 1900,
+        DZT_CHECK(found && !strcmp(row.status, "cancelled") && row.completion > 0 && row.completion < LONG_TOKENS,
                   "the running request's row: %s %s %lld+%lld", found ? "found" : "missing", found ? row.status : "",
                   row.prompt, row.completion);
     }
@@ -467,7 +476,7 @@ int main(void) {
     make_key(g1_db, &plain, g1_auth);
     make_key(g1_db, &admin, g1_admin);
     make_key(g1_db, &tpm, g1_tpm);
-    if (start(&g1, "limits", g1_db, "4", "{\"max_logprob_entries\": 400000, \"max_queued_bytes\": 65536}\n")) {
+    if (start(&g1, "limits", g1_db, "4", "2048", "{\"max_logprob_entries\": 400000, \"max_queued_bytes\": 65536}\n")) {
         test_logprobs();
         test_admission_and_usage();
         test_slow_stream();
@@ -476,7 +485,7 @@ int main(void) {
 
     snprintf(g2_db, sizeof g2_db, "%s/queue.db", dzt_tmpdir());
     make_key(g2_db, &plain, g2_auth);
-    if (start(&g2, "queue", g2_db, "1",
+    if (start(&g2, "queue", g2_db, "1", "8192",
               "{\"max_waiting\": 4, \"drain_timeout_s\": 0, \"request_timeout_s\": 120}\n")) {
         test_partial_503();
         test_drain();

@@ -22,7 +22,7 @@ function closeVec(a, b, tol = 1e-6) {
 describe('models, embeddings, tokenize, ops routes', { timeout: 90_000 }, () => {
   let srv, client;
   before(async () => {
-    srv = await startServer({ main: { tenant: 'delta' } });
+    srv = await startServer({ main: { tenant: 'delta' } }, ['-c', '2048']); // room for the drain test's long stream
     client = srv.client('main');
   });
   after(async () => { await srv?.stop(); });
@@ -171,7 +171,9 @@ describe('models, embeddings, tokenize, ops routes', { timeout: 90_000 }, () => 
   });
 
   it('SIGTERM drains: a running stream finishes and is billed, /ready is 503, exit 0, no key in the logs', async () => {
-    const MAX = 300; // finishes well within the 30 s drain, even under ASan on a busy machine
+    // long enough that /ready is polled while it runs (about 0.5 s without sanitizers), short enough to
+    // finish well within the 30 s drain under ASan on a busy machine (about 10 ms a token there)
+    const MAX = 1000;
     const stream = await client.completions.create({
       model: MODEL_ID, prompt: 'Once upon a time', max_tokens: MAX, temperature: 0.8, seed: 5, ignore_eos: true,
       stream: true, stream_options: { include_usage: true },
