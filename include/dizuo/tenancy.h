@@ -114,6 +114,9 @@ dz_status dz_ledger_key_create(dz_ledger *l, const dz_key_spec *spec, char key_o
 /* Every key (active and revoked), ordered by id; never the secrets.
  * *keys is malloc'd (caller frees with free()); *n may be 0. */
 dz_status dz_ledger_key_list(dz_ledger *l, dz_key_info **keys, size_t *n);
+/* One page of that list: the keys with an id above after_id, at most limit
+ * of them (limit <= 0: all). */
+dz_status dz_ledger_key_list_page(dz_ledger *l, int64_t after_id, int64_t limit, dz_key_info **keys, size_t *n);
 
 /* Revokes a key: the next dz_ledger_authenticate with it answers
  * DZ_AUTH_REVOKED. Revoking a revoked key is DZ_OK and keeps the first

@@ -1,6 +1,7 @@
 /* The admin API (admin keys only): keys (create, list, revoke) and usage
  * totals from the ledger. Secrets are shown once, at creation. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,15 +110,41 @@ out:
     return ret;
 }
 
+/* GET /v1/admin/keys[?limit=N][&after=ID]: a page of keys in id order, as
+ * OpenAI pages its lists (first_id, last_id, has_more). */
+enum { KEYS_PAGE_DEFAULT = 100, KEYS_PAGE_MAX = 1000 };
+
+static bool query_int(dz_req *r, const char *name, long long lo, long long hi, long long *out) {
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!v) return true;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!isdigit((unsigned char)v[0]) || *end || errno || x < lo || x > hi) return false;
+    *out = x;
+    return true;
+}
+
 static enum MHD_Result list_keys(dz_req *r) {
+    long long limit = KEYS_PAGE_DEFAULT, after = 0;
+    if (!query_int(r, "limit", 1, KEYS_PAGE_MAX, &limit))
+        return dz_respond_error(r, 400, "invalid_request_error", "limit", 0, "limit must be an integer from 1 to %d",
+                                KEYS_PAGE_MAX);
+    if (!query_int(r, "after", 0, INT64_MAX, &after))
+        return dz_respond_error(r, 400, "invalid_request_error", "after", 0, "after must be a key id (an integer >= 0)");
     dz_key_info *keys = NULL;
     size_t n = 0;
-    if (dz_ledger_key_list(r->srv->ledger, &keys, &n))
+    if (dz_ledger_key_list_page(r->srv->ledger, after, limit + 1, &keys, &n)) /* one more: is there a next page? */
         return dz_respond_error(r, 500, "internal_error", NULL, 0, "The key database failed");
+    const bool more = n > (size_t)limit;
+    if (more) n = (size_t)limit;
     json_t *data = json_array();
     for (size_t i = 0; data && i < n; i++) json_array_append_new(data, key_json(&keys[i]));
+    json_t *body = data ? json_pack("{s:s,s:o,s:o,s:o,s:b}", "object", "list", "data", data, "first_id",
+                                    n ? json_integer(keys[0].id) : json_null(), "last_id",
+                                    n ? json_integer(keys[n - 1].id) : json_null(), "has_more", more)
+                        : NULL;
     free(keys);
-    json_t *body = data ? json_pack("{s:s,s:o}", "object", "list", "data", data) : NULL;
     return body ? dz_respond_json(r, 200, body) : MHD_NO;
 }
 

@@ -166,16 +166,18 @@ static void read_key_row(sqlite3_stmt *st, dz_key_info *k) {
     k->used_tokens = sqlite3_column_int64(st, 10);
 }
 
-dz_status dz_ledger_key_list(dz_ledger *l, dz_key_info **keys, size_t *n) {
+dz_status dz_ledger_key_list_page(dz_ledger *l, int64_t after_id, int64_t limit, dz_key_info **keys, size_t *n) {
     if (!l || !keys || !n) return dz_fail(DZ_ERR_ARG, "dz_ledger_key_list: a NULL argument");
     char sql[512];
-    snprintf(sql, sizeof sql, "%sORDER BY k.id", key_columns);
+    snprintf(sql, sizeof sql, "%sWHERE k.id > ?1 ORDER BY k.id LIMIT ?2", key_columns);
     dz_key_info *list = NULL;
     size_t count = 0, cap = 0;
     dz_status s = DZ_OK;
     pthread_mutex_lock(&l->mu);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(l->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 1, after_id);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 2, limit > 0 ? limit : -1); /* -1: no limit */
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (count == cap) {
             size_t new_cap = cap ? cap * 2 : 16;
@@ -200,6 +202,10 @@ dz_status dz_ledger_key_list(dz_ledger *l, dz_key_info **keys, size_t *n) {
     *keys = list;
     *n = count;
     return DZ_OK;
+}
+
+dz_status dz_ledger_key_list(dz_ledger *l, dz_key_info **keys, size_t *n) {
+    return dz_ledger_key_list_page(l, 0, 0, keys, n);
 }
 
 dz_status dz_ledger_key_revoke(dz_ledger *l, int64_t id) {

@@ -148,6 +148,42 @@ describe('errors, keys, quotas, usage', { timeout: 90_000 }, () => {
     assert.equal(after.body.data.find((x) => x.id === c.body.id).revoked, true);
   });
 
+  it('admin API: the key list pages (limit, after, first_id, last_id, has_more); bad paging is 400', async () => {
+    for (let i = 0; i < 3; i++) {
+      const c = await srv.http('POST', '/v1/admin/keys', { body: { tenant: `page-${i}` } });
+      assert.equal(c.status, 201);
+    }
+    const all = await srv.http('GET', '/v1/admin/keys?limit=1000');
+    assert.equal(all.status, 200);
+    assert.equal(all.body.has_more, false);
+    const ids = all.body.data.map((x) => x.id);
+    assert.ok(ids.length >= 4, `at least 4 keys: ${ids}`);
+    assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'in id order');
+    // walk it two at a time: the same ids, in order, has_more false only on the last page
+    const walked = [];
+    let after = 0;
+    for (;;) {
+      const p = await srv.http('GET', `/v1/admin/keys?limit=2&after=${after}`);
+      assert.equal(p.status, 200);
+      assert.ok(p.body.data.length <= 2);
+      const pageIds = p.body.data.map((x) => x.id);
+      walked.push(...pageIds);
+      assert.equal(p.body.first_id, pageIds[0] ?? null);
+      assert.equal(p.body.last_id, pageIds.at(-1) ?? null);
+      if (!p.body.has_more) break;
+      assert.equal(pageIds.length, 2, 'a full page before has_more');
+      after = p.body.last_id;
+    }
+    assert.deepEqual(walked, ids);
+    const empty = await srv.http('GET', `/v1/admin/keys?after=${ids.at(-1)}`);
+    assert.deepEqual([empty.body.data, empty.body.has_more, empty.body.first_id], [[], false, null]);
+    for (const q of ['limit=0', 'limit=1001', 'limit=x', 'after=-1', 'after=1e3']) {
+      const bad = await srv.http('GET', `/v1/admin/keys?${q}`);
+      assert.equal(bad.status, 400, q);
+      assert.equal(bad.body.error.param, q.split('=')[0], q);
+    }
+  });
+
   it('429 insufficient_quota: prompt + max_tokens beyond the quota (RateLimitError, no Retry-After)', async () => {
     const q = srv.client('quota');
     const ok = await q.completions.create({ model: MODEL_ID, prompt: PROMPT, max_tokens: 10, temperature: 0 });
