@@ -198,6 +198,10 @@ static void test_bad_input(const char *dir, const char *shard) {
     rc = RUN(&err, "train", SHAPE, "--steps", "2", "--data", shard, "--schedule", "linear");
     DZT_EQ_INT(rc, 2);
     free(err);
+    rc = RUN(&err, "train", SHAPE, "--steps", "2", "--data", shard, "--doc-sep", "\\q");
+    DZT_EQ_INT(rc, 2);
+    DZT_ASSERT(err && strstr(err, "--doc-sep") && strstr(err, "unknown escape"));
+    free(err);
     /* a directory without a checkpoint */
     rc = RUN(&err, "train", "--steps", "2", "--data", shard, "--resume", dir);
     DZT_EQ_INT(rc, 1);

@@ -63,7 +63,9 @@ int dz_cli_error(const char *cmd) {
     return DZ_EXIT_ERROR;
 }
 
-bool dz_arg_unescape(const char *cmd, const char *opt, const char *text, char *out, size_t cap) {
+const char *dz_arg_escaped(const char *cmd, int argc, char **argv, int *i, char *out, size_t cap) {
+    const char *opt = argv[*i], *text = dz_arg_value(cmd, argc, argv, i);
+    if (!text) return NULL;
     size_t n = 0;
     for (const char *p = text; *p; p++) {
         char c = *p;
@@ -76,19 +78,19 @@ bool dz_arg_unescape(const char *cmd, const char *opt, const char *text, char *o
             default:
                 fprintf(stderr, "dizuo %s: %s: unknown escape '\\%.1s' in '%s' (known: \\n \\t \\r \\\\)\n", cmd, opt, p,
                         text);
-                return false;
+                return NULL;
             }
         }
         if (n + 1 >= cap) {
             fprintf(stderr, "dizuo %s: %s: '%s' is longer than %zu bytes\n", cmd, opt, text, cap - 1);
-            return false;
+            return NULL;
         }
         out[n++] = c;
     }
     out[n] = '\0';
     if (n == 0) {
         fprintf(stderr, "dizuo %s: %s: empty\n", cmd, opt);
-        return false;
+        return NULL;
     }
-    return true;
+    return out;
 }

@@ -35,10 +35,10 @@ bool dz_arg_float(const char *cmd, const char *opt, const char *text, double lo,
                   double *out);
 /* The value after option argv[*i]; advances *i. NULL (and a message) if missing. */
 const char *dz_arg_value(const char *cmd, int argc, char **argv, int *i);
-/* A text option with C escapes decoded (\n, \t, \r, \\), copied into
- * out (cap bytes with its NUL); false (and a message) on another escape, an
- * empty result or one that does not fit. */
-bool dz_arg_unescape(const char *cmd, const char *opt, const char *text, char *out, size_t cap);
+/* The value after option argv[*i] with C escapes decoded (\n, \t, \r, \\),
+ * copied into buf (cap bytes with its NUL); advances *i. NULL (and a
+ * message) if missing, empty, too long or with another escape. */
+const char *dz_arg_escaped(const char *cmd, int argc, char **argv, int *i, char *buf, size_t cap);
 /* Checks a --device name: an unknown device prints the usage error listing
  * the devices there are and returns false. */
 bool dz_arg_device(const char *cmd, const char *name);

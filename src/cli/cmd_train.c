@@ -111,10 +111,8 @@ static int parse(int argc, char **argv, train_args *a) {
         } else if (!strcmp(o, "--no-shuffle")) {
             a->no_shuffle = done = true;
         } else if (!strcmp(o, "--doc-sep")) {
-            if (!(v = dz_arg_value(CMD, argc, argv, &i)) ||
-                !dz_arg_unescape(CMD, o, v, a->doc_sep_buf, sizeof a->doc_sep_buf))
+            if (!(a->doc_sep = dz_arg_escaped(CMD, argc, argv, &i, a->doc_sep_buf, sizeof a->doc_sep_buf)))
                 return DZ_EXIT_USAGE;
-            a->doc_sep = a->doc_sep_buf;
             done = true;
         } else if (!strcmp(o, "--schedule")) {
             if (!(v = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
