@@ -85,6 +85,13 @@ int64_t dz_nelements(const dz_tensor *t);
 size_t dz_nbytes(const dz_tensor *t);        /* bytes spanned, for contiguous tensors the data size */
 bool dz_is_contiguous(const dz_tensor *t);
 int64_t dz_nrows(const dz_tensor *t);        /* ne1*ne2*ne3 */
+/* Whether node is a tier-I op (dizuo/backend.h) with the operand types,
+ * shapes and parameters the op is defined for, its result F32 and
+ * contiguous (CPY and SET_ROWS write views of any plain type they allow).
+ * Weight types (GET_ROWS table, MUL_MAT W) are not checked: each backend
+ * narrows this to the types, strides and sizes its kernels handle. False for
+ * NONE, VIEW and the training ops. */
+bool dz_op_node_valid(const dz_tensor *node);
 
 /* Points a tensor that is not a view at memory in a buffer (weights, KV
  * cache): data = buffer base + offset. DZ_ERR_ARG if it does not fit. The

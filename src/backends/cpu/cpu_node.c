@@ -6,12 +6,6 @@
 #include "backends/cpu/cpu_impl.h"
 #include "backends/cpu/cpu_train.h"
 
-static bool same_shape(const dz_tensor *a, const dz_tensor *b) {
-    return memcmp(a->ne, b->ne, sizeof a->ne) == 0;
-}
-
-static bool is_f32(const dz_tensor *t) { return t && t->type == DZ_TYPE_F32; }
-
 /* Plain element types address single elements: nb[0] must be at least the
  * element size, so elements never overlap. Quantized rows must be packed. */
 static bool strides_ok(const dz_tensor *t) {
@@ -22,65 +16,23 @@ static bool strides_ok(const dz_tensor *t) {
     return tt->block_size == 1 ? t->nb[0] >= tt->type_size : t->nb[0] == tt->type_size;
 }
 
-static bool mask_ok(const dz_tensor *mask, int64_t n_cols, int64_t n_rows) {
-    return !mask || (is_f32(mask) && strides_ok(mask) && mask->ne[0] == n_cols && mask->ne[1] >= n_rows &&
-                     mask->ne[2] == 1 && mask->ne[3] == 1);
-}
-
+/* The tier-I ops' definitions (dz_op_node_valid) narrowed to the reference
+ * kernels: weight types they read, a packed paged-attention index. */
 static bool supports_op(const dz_tensor *n) {
-    const dz_tensor *a = n->src[0], *b = n->src[1], *c = n->src[2], *d = n->src[3];
+    const dz_tensor *a = n->src[0], *d = n->src[3];
     switch (n->op) {
     case DZ_OP_GET_ROWS:
-        return a && b && dz_type_can_dequantize(a->type) && b->type == DZ_TYPE_I32 && a->ne[2] == 1 &&
-               a->ne[3] == 1 && b->ne[1] == 1 && b->ne[2] == 1 && b->ne[3] == 1 && n->ne[0] == a->ne[0] &&
-               n->ne[1] == b->ne[0] && n->ne[2] == 1 && n->ne[3] == 1;
-    case DZ_OP_ADD:
-    case DZ_OP_MUL:
-        if (!is_f32(a) || !is_f32(b) || !same_shape(n, a)) return false;
-        for (int i = 0; i < DZ_MAX_DIMS; i++)
-            if (b->ne[i] < 1 || a->ne[i] % b->ne[i] != 0) return false;
-        return true;
-    case DZ_OP_SCALE:
-    case DZ_OP_RMS_NORM:
-    case DZ_OP_SILU:
-        return is_f32(a) && same_shape(n, a);
-    case DZ_OP_SWIGLU:
-        return is_f32(a) && is_f32(b) && same_shape(n, a) && same_shape(a, b);
+        return dz_op_node_valid(n) && dz_type_can_dequantize(a->type);
     case DZ_OP_MUL_MAT:
-        return a && is_f32(b) && dz_cpu_mul_mat_supports_type(a->type) && a->ne[0] == b->ne[0] &&
-               a->ne[2] >= 1 && a->ne[3] >= 1 && b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0 &&
-               n->ne[0] == a->ne[1] && n->ne[1] == b->ne[1] && n->ne[2] == b->ne[2] && n->ne[3] == b->ne[3];
-    case DZ_OP_ROPE: {
-        int n_rot = n->params.i[0], mode = n->params.i[1];
-        return is_f32(a) && b && b->type == DZ_TYPE_I32 && same_shape(n, a) && a->ne[3] == 1 &&
-               b->ne[0] == a->ne[2] && b->ne[1] == 1 && b->ne[2] == 1 && b->ne[3] == 1 && n_rot >= 2 &&
-               n_rot % 2 == 0 && n_rot <= a->ne[0] && (mode == DZ_ROPE_NORMAL || mode == DZ_ROPE_NEOX);
-    }
-    case DZ_OP_SOFTMAX:
-        return is_f32(a) && same_shape(n, a) && mask_ok(b, a->ne[0], a->ne[1]) && n->params.i[2] >= 0;
-    case DZ_OP_ATTENTION:
-        return is_f32(a) && b && c && (b->type == DZ_TYPE_F32 || b->type == DZ_TYPE_F16) &&
-               (c->type == DZ_TYPE_F32 || c->type == DZ_TYPE_F16) && same_shape(b, c) && a->ne[3] == 1 &&
-               b->ne[3] == 1 && b->ne[0] == a->ne[0] && b->ne[1] >= 1 && a->ne[1] % b->ne[1] == 0 &&
-               same_shape(n, a) && mask_ok(d, b->ne[2], a->ne[2]) && n->params.i[2] >= 0;
-    case DZ_OP_SET_ROWS: /* c: the destination, which n aliases */
-        return is_f32(a) && b && b->type == DZ_TYPE_I32 && c && same_shape(n, c) && n->type == c->type &&
-               (n->type == DZ_TYPE_F32 || n->type == DZ_TYPE_F16) && n->ne[0] == a->ne[0] && n->ne[2] == 1 &&
-               n->ne[3] == 1 && a->ne[2] == 1 && a->ne[3] == 1 && b->ne[0] == a->ne[1] && b->ne[1] == 1 &&
-               b->ne[2] == 1 && b->ne[3] == 1;
+        return dz_op_node_valid(n) && dz_cpu_mul_mat_supports_type(a->type);
     case DZ_OP_PAGED_ATTENTION:
-        return is_f32(a) && b && c && d && (b->type == DZ_TYPE_F32 || b->type == DZ_TYPE_F16) &&
-               c->type == b->type && same_shape(b, c) && a->ne[3] == 1 && b->ne[3] == 1 && b->ne[0] == a->ne[0] &&
-               b->ne[1] >= 1 && a->ne[1] % b->ne[1] == 0 && same_shape(n, a) && d->type == DZ_TYPE_I32 &&
-               d->ne[0] >= 2 && d->ne[1] == a->ne[2] && d->ne[2] == 1 && d->ne[3] == 1 &&
-               d->nb[0] == sizeof(int32_t) && d->nb[1] == (size_t)d->ne[0] * sizeof(int32_t);
-    case DZ_OP_CPY:
-        if (!a || dz_nelements(a) != dz_nelements(n)) return false;
-        if (a->type == DZ_TYPE_F32)
-            return n->type == DZ_TYPE_F32 || n->type == DZ_TYPE_F16 || n->type == DZ_TYPE_BF16;
-        return (a->type == DZ_TYPE_F16 || a->type == DZ_TYPE_BF16) && n->type == DZ_TYPE_F32;
-    default: /* GPT-2 and training ops (cpu_train.c) */
-        return dz_cpu_train_op(n->op) && dz_cpu_train_supports(n);
+        return dz_op_node_valid(n) && d->nb[0] == sizeof(int32_t) && d->nb[1] == (size_t)d->ne[0] * sizeof(int32_t);
+    case DZ_OP_ADD: case DZ_OP_MUL: case DZ_OP_SCALE: case DZ_OP_RMS_NORM: case DZ_OP_SILU: case DZ_OP_SWIGLU:
+    case DZ_OP_ROPE: case DZ_OP_SOFTMAX: case DZ_OP_ATTENTION: case DZ_OP_CPY: case DZ_OP_SET_ROWS:
+    case DZ_OP_LAYER_NORM: case DZ_OP_GELU:
+        return dz_op_node_valid(n);
+    default: /* training ops (cpu_train.c): F32 contiguous results too */
+        return dz_cpu_train_op(n->op) && n->type == DZ_TYPE_F32 && dz_is_contiguous(n) && dz_cpu_train_supports(n);
     }
 }
 
@@ -90,9 +42,6 @@ bool dz_cpu_supports_node(const dz_tensor *node) {
     if (!strides_ok(node)) return false;
     for (int i = 0; i < DZ_MAX_SRC; i++)
         if (node->src[i] && !strides_ok(node->src[i])) return false;
-    /* Results are written contiguously, except CPY and SET_ROWS which write views. */
-    if (node->op != DZ_OP_CPY && node->op != DZ_OP_SET_ROWS && (node->type != DZ_TYPE_F32 || !dz_is_contiguous(node)))
-        return false;
     return supports_op(node);
 }
 

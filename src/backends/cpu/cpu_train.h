@@ -11,8 +11,9 @@
 /* Is op one of these (LAYER_NORM .. CROSS_ENTROPY_BACK)? */
 static inline bool dz_cpu_train_op(dz_op op) { return op >= DZ_OP_LAYER_NORM && op < DZ_OP_COUNT; }
 
-/* Shapes, types and params of a node of these ops (strides and the
- * output's contiguity are checked by dz_cpu_supports_node). */
+/* Shapes, types and params of a node of the training ops (LAYER_NORM and
+ * GELU, tier I, are checked by dz_op_node_valid; strides and the output's
+ * contiguity by dz_cpu_supports_node). */
 bool dz_cpu_train_supports(const dz_tensor *node);
 /* Value checks: GET_ROWS_BACK ids in [0, n_rows), CROSS_ENTROPY(_BACK)
  * targets in [0, V). DZ_ERR_ARG naming the node and the bad index. */

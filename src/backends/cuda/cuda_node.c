@@ -1,9 +1,8 @@
 /* Which nodes the CUDA kernels compute, and running one node: checks, then
  * the op's launcher. Also the watch that turns the kernels' error bits into
- * messages. The conditions of supports() are the CPU reference's
- * (src/backends/cpu/cpu_node.c) for the tier-I ops, narrowed to what the
- * kernels read: the element types below, aligned plain elements, packed
- * quantized rows, launch grids and shared memory that fit. */
+ * messages. supports() is the tier-I ops' definitions (dz_op_node_valid)
+ * narrowed to what the kernels read: the element types below, aligned plain
+ * elements, packed quantized rows, launch grids and shared memory that fit. */
 #include <cuda_runtime_api.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,11 +27,6 @@ static bool readable_type(dz_type t) {
 /* Types a weight (GET_ROWS table, MUL_MAT W) may have. */
 static bool weight_type(dz_type t) { return t != DZ_TYPE_I32 && readable_type(t); }
 
-static bool is_f32(const dz_tensor *t) { return t && t->type == DZ_TYPE_F32; }
-static bool is_i32(const dz_tensor *t) { return t && t->type == DZ_TYPE_I32; }
-
-static bool same_shape(const dz_tensor *a, const dz_tensor *b) { return memcmp(a->ne, b->ne, sizeof a->ne) == 0; }
-
 /* Plain elements: strides that keep every element at its natural alignment
  * (given an aligned start) and apart; quantized rows: packed blocks. */
 static bool strides_ok(const dz_tensor *t) {
@@ -47,69 +41,20 @@ static bool strides_ok(const dz_tensor *t) {
     return true;
 }
 
-static bool mask_ok(const dz_tensor *mask, int64_t n_cols, int64_t n_rows) {
-    return !mask || (is_f32(mask) && mask->ne[0] == n_cols && mask->ne[1] >= n_rows && mask->ne[2] == 1 &&
-                     mask->ne[3] == 1);
-}
-
-static bool i32_vector(const dz_tensor *t, int64_t n) {
-    return is_i32(t) && t->ne[0] == n && t->ne[1] == 1 && t->ne[2] == 1 && t->ne[3] == 1;
-}
-
-static bool kv_type(const dz_tensor *t) { return t && (t->type == DZ_TYPE_F32 || t->type == DZ_TYPE_F16); }
-
+/* The tier-I ops' definitions (dz_op_node_valid) narrowed to the kernels:
+ * weight types they read, launch grids and shared memory that fit. */
 static bool supports_op(const dz_tensor *n, size_t max_shared) {
-    const dz_tensor *a = n->src[0], *b = n->src[1], *c = n->src[2], *d = n->src[3];
+    const dz_tensor *a = n->src[0];
     switch (n->op) {
     case DZ_OP_GET_ROWS:
-        return a && weight_type(a->type) && a->ne[2] == 1 && a->ne[3] == 1 && b && i32_vector(b, b->ne[0]) &&
-               n->ne[0] == a->ne[0] && n->ne[1] == b->ne[0] && n->ne[2] == 1 && n->ne[3] == 1;
-    case DZ_OP_ADD:
-    case DZ_OP_MUL:
-        if (!is_f32(a) || !is_f32(b) || !same_shape(n, a)) return false;
-        for (int i = 0; i < DZ_MAX_DIMS; i++)
-            if (b->ne[i] < 1 || a->ne[i] % b->ne[i] != 0) return false;
-        return true;
-    case DZ_OP_SCALE:
-    case DZ_OP_RMS_NORM:
-    case DZ_OP_LAYER_NORM:
-    case DZ_OP_SILU:
-    case DZ_OP_GELU:
-        return is_f32(a) && same_shape(n, a);
-    case DZ_OP_SWIGLU:
-        return is_f32(a) && is_f32(b) && same_shape(n, a) && same_shape(a, b);
+        return weight_type(a->type);
     case DZ_OP_MUL_MAT:
-        return a && weight_type(a->type) && is_f32(b) && a->ne[0] == b->ne[0] && a->ne[2] >= 1 && a->ne[3] >= 1 &&
-               b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0 && n->ne[0] == a->ne[1] &&
-               n->ne[1] == b->ne[1] && n->ne[2] == b->ne[2] && n->ne[3] == b->ne[3] && dz_cuda_mul_mat_fits(n);
-    case DZ_OP_ROPE: {
-        const int n_rot = n->params.i[0], mode = n->params.i[1];
-        return is_f32(a) && same_shape(n, a) && a->ne[3] == 1 && i32_vector(b, a->ne[2]) && n_rot >= 2 &&
-               n_rot % 2 == 0 && n_rot <= a->ne[0] && (mode == DZ_ROPE_NORMAL || mode == DZ_ROPE_NEOX);
-    }
-    case DZ_OP_SOFTMAX:
-        return is_f32(a) && same_shape(n, a) && mask_ok(b, a->ne[0], a->ne[1]) && n->params.i[2] >= 0;
+        return weight_type(a->type) && dz_cuda_mul_mat_fits(n);
     case DZ_OP_ATTENTION:
-        return is_f32(a) && kv_type(b) && kv_type(c) && same_shape(b, c) && a->ne[3] == 1 && b->ne[3] == 1 &&
-               b->ne[0] == a->ne[0] && b->ne[1] >= 1 && a->ne[1] % b->ne[1] == 0 && same_shape(n, a) &&
-               mask_ok(d, b->ne[2], a->ne[2]) && n->params.i[2] >= 0 &&
-               (max_shared == 0 || dz_cuda_attention_shared_bytes(n) <= max_shared);
     case DZ_OP_PAGED_ATTENTION:
-        return is_f32(a) && kv_type(b) && c && c->type == b->type && same_shape(b, c) && a->ne[3] == 1 &&
-               b->ne[3] == 1 && b->ne[0] == a->ne[0] && b->ne[1] >= 1 && a->ne[1] % b->ne[1] == 0 &&
-               same_shape(n, a) && is_i32(d) && d->ne[0] >= 2 && d->ne[1] == a->ne[2] && d->ne[2] == 1 &&
-               d->ne[3] == 1 && (max_shared == 0 || dz_cuda_attention_shared_bytes(n) <= max_shared);
-    case DZ_OP_SET_ROWS: /* c: the destination, which n is a view of */
-        return is_f32(a) && c && same_shape(n, c) && n->type == c->type &&
-               (n->type == DZ_TYPE_F32 || n->type == DZ_TYPE_F16) && n->ne[0] == a->ne[0] && n->ne[2] == 1 &&
-               n->ne[3] == 1 && a->ne[2] == 1 && a->ne[3] == 1 && i32_vector(b, a->ne[1]);
-    case DZ_OP_CPY:
-        if (!a || dz_nelements(a) != dz_nelements(n)) return false;
-        if (a->type == DZ_TYPE_F32)
-            return n->type == DZ_TYPE_F32 || n->type == DZ_TYPE_F16 || n->type == DZ_TYPE_BF16;
-        return (a->type == DZ_TYPE_F16 || a->type == DZ_TYPE_BF16) && n->type == DZ_TYPE_F32;
-    default: /* tier T (training) ops: not implemented */
-        return false;
+        return max_shared == 0 || dz_cuda_attention_shared_bytes(n) <= max_shared;
+    default:
+        return true;
     }
 }
 
@@ -118,13 +63,9 @@ static bool aligned(const dz_tensor *t);
 bool dz_cuda_supports_node(const dz_tensor *node, size_t max_shared_bytes) {
     if (!node) return false;
     if (node->op == DZ_OP_NONE || node->op == DZ_OP_VIEW) return true;
-    if (!strides_ok(node) || !aligned(node)) return false;
+    if (!dz_op_node_valid(node) || !strides_ok(node) || !aligned(node)) return false;
     for (int i = 0; i < DZ_MAX_SRC; i++)
         if (node->src[i] && (!strides_ok(node->src[i]) || !aligned(node->src[i]))) return false;
-    /* Results are written contiguously, except CPY and SET_ROWS which write views. */
-    if (node->op != DZ_OP_CPY && node->op != DZ_OP_SET_ROWS &&
-        (node->type != DZ_TYPE_F32 || !dz_is_contiguous(node)))
-        return false;
     return supports_op(node, max_shared_bytes);
 }
 
