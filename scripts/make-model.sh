@@ -64,8 +64,9 @@ TOK=$WORK/tang-tok.gguf
 #     《title》
 #     作者：author
 #     lines of the poem
-# and poems are separated by an empty line. From `chinese` (a mixed file:
-# Debian manuals, proverbs, modern prose, poetry) only verse is kept: a
+# and poems are separated by an empty line (`dizuo train --doc-sep '\n\n'`
+# ends each with the end-of-text token, so the model learns to stop).
+# From `chinese` (a mixed file: Debian manuals, proverbs, modern prose, poetry) only verse is kept: a
 # fortune attributed "-- AUTHOR《TITLE》" whose lines are Han characters and
 # Chinese punctuation only, no clause longer than 11 characters, and not by
 # a modern author.
@@ -99,7 +100,7 @@ def fortunes(name):
 
 
 def poem(title, author, body):
-    return "《%s》\n作者：%s\n%s\n" % (title.strip(), author.strip(), "\n".join(body))
+    return "《%s》\n作者：%s\n%s" % (title.strip(), author.strip(), "\n".join(body))
 
 
 docs, counts = [], {}
@@ -127,7 +128,7 @@ for p in fortunes("chinese"):            # lines / -- author《title》
     if clauses and max(len(c) for c in clauses) <= 11:
         docs.append(poem(m.group(2), m.group(1), body))
 counts["chinese"] = len(docs) - n
-sys.stdout.write("\n".join(docs))
+sys.stdout.write("\n\n".join(docs) + "\n")
 sys.stderr.write("make-model: poems: %s\n" % counts)
 EOF
 mv "$CORPUS.tmp" "$CORPUS"
@@ -141,7 +142,7 @@ say "corpus: $(wc -m < "$CORPUS") characters, $(wc -c < "$CORPUS") bytes"
 # 768, context 256, tied embeddings: 4.2 M parameters, 8.4 MB as F16.
 # 900 steps of 8 x 256 tokens (1.8 M tokens, ~15.5 passes over the corpus).
 "$DIZUO" train --arch llama --dim 256 --layers 4 --heads 8 --kv-heads 4 --ffn 768 \
-    --ctx 256 --tied --tokenizer "$TOK" --data "$CORPUS" \
+    --ctx 256 --tied --tokenizer "$TOK" --data "$CORPUS" --doc-sep '\n\n' \
     --batch 8 --seq 256 --steps "$STEPS" --lr 2e-3 --warmup 30 --schedule cosine \
     --beta1 0.9 --beta2 0.95 --weight-decay 0.1 --clip 1 --seed 20250 -t "$THREADS" \
     --save-every 100 --checkpoint-dir "$WORK/tang-ckpt" --log "$WORK/tang-train.jsonl" \
