@@ -123,6 +123,11 @@ static void test_resume(const char *dir, const char *shard) {
     snprintf(fa, sizeof fa, "%s/checkpoint.gguf", ckpt_a);
     snprintf(fb, sizeof fb, "%s/checkpoint.gguf", ckpt_b);
     DZT_CHECK(same_file(fa, fb), "final checkpoints differ");
+    /* the resumed run's loss curve covers every step (the history comes with the checkpoint) */
+    char svg_b[600];
+    snprintf(svg_b, sizeof svg_b, "%s/b/model.loss.svg", dir);
+    DZT_CHECK(same_file(svg, svg_b), "the resumed run's loss curve %s differs from the uninterrupted run's %s", svg_b,
+              svg);
 
     /* a checkpoint of another shape, another batch, other data */
     rc = RUN(&err, "train", "--dim", "32", "--layers", "2", "--heads", "4", "--ffn", "128", "--ctx", "64", "--vocab",

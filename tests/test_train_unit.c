@@ -200,8 +200,9 @@ static void test_checkpoint(void) {
         dz_train_model_adam_m(m)[i] = (float)i * 0.5f;
         dz_train_model_adam_v(m)[i] = (float)i * 0.25f;
     }
+    float history[7] = {9.5f, 8.25f, 7.125f, 6.0f, 5.5f, 5.25f, 5.125f};
     dz_train_state s = {.step = 7, .row = 28, .seed = 0xFEDCBA9876543210ull, .data_hash = ~0ull, .batch = 4,
-                        .seq = 8, .grad_accum = 1};
+                        .seq = 8, .grad_accum = 1, .losses = history};
     char dir[512];
     snprintf(dir, sizeof dir, "%s/ckpt", dzt_tmpdir());
     DZT_OK(dz_train_checkpoint_save(m, &s, dir));
@@ -217,7 +218,16 @@ static void test_checkpoint(void) {
         DZT_ASSERT(t.seed == s.seed && t.data_hash == s.data_hash);
         DZT_EQ_INT(t.batch, 4);
         DZT_EQ_INT(dz_train_model_config(back)->n_head_kv, 1);
+        DZT_ASSERT(t.losses && !memcmp(t.losses, history, sizeof history)); /* the loss history */
+        free(t.losses);
     }
+    /* a checkpoint without a loss history loads with none */
+    s.losses = NULL;
+    DZT_OK(dz_train_checkpoint_save(m, &s, dir));
+    dz_train_model_free(back);
+    back = NULL;
+    DZT_OK(dz_train_checkpoint_load(dir, &back, &t));
+    DZT_ASSERT(back && t.losses == NULL);
     dz_train_model_free(back);
     dz_train_model_free(m);
     /* a shape that does not fit */

@@ -200,6 +200,9 @@ typedef struct dz_train_state {
     uint64_t seed;      /* the run's seed (shuffle and init) */
     uint64_t data_hash; /* dz_train_data_hash of the stream it trained on */
     int32_t batch, seq, grad_accum;
+    float *losses;      /* the loss of each of steps 1..step: given to save (NULL: not kept);
+                           from load a malloc'd copy the caller frees (NULL when the
+                           checkpoint holds none) */
 } dz_train_state;
 
 /* Writes DIR/checkpoint.gguf (created with DIR if needed) atomically: a
@@ -211,8 +214,10 @@ dz_status dz_train_checkpoint_save(const dz_train_model *m, const dz_train_state
  * state. DZ_ERR_FORMAT for another checkpoint version or a malformed file. */
 dz_status dz_train_checkpoint_load(const char *dir, dz_train_model **out, dz_train_state *s);
 
-/* Writes an SVG line chart of losses[0..n) (step 1..n) to path. */
-dz_status dz_train_write_loss_svg(const char *path, const float *losses, int64_t n, const char *title);
+/* Writes an SVG line chart of losses[0..n), the losses of steps
+ * first_step .. first_step + n - 1, to path. */
+dz_status dz_train_write_loss_svg(const char *path, const float *losses, int64_t n, int64_t first_step,
+                                  const char *title);
 
 #ifdef __cplusplus
 }

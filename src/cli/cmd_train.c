@@ -309,6 +309,11 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_d
     char ckpt[4096] = "";
     if (a->ckpt_dir || a->resume) snprintf(ckpt, sizeof ckpt, "%s", a->ckpt_dir ? a->ckpt_dir : a->resume);
     else snprintf(ckpt, sizeof ckpt, "%s.ckpt", a->out ? a->out : "dizuo-train");
+    /* the loss history: the resumed checkpoint's (when it has one), then this run's */
+    const int64_t curve_from = s->step == 0 || s->losses ? 0 : s->step;
+    if (losses && s->losses) memcpy(losses, s->losses, (size_t)s->step * sizeof *losses);
+    free(s->losses);
+    s->losses = losses; /* what checkpoints keep */
     if (!in || !tg || !losses) {
         fprintf(stderr, "dizuo train: out of memory\n");
         goto done;
@@ -445,8 +450,8 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_d
         size_t n = strlen(a->out);
         if (n > 5 && !strcmp(a->out + n - 5, ".gguf")) n -= 5;
         snprintf(svg, sizeof svg, "%.*s.loss.svg", (int)n, a->out);
-        if (first < a->steps &&
-            dz_train_write_loss_svg(svg, losses + first, a->steps - first, "dizuo train: loss per step")) {
+        if (curve_from < a->steps && dz_train_write_loss_svg(svg, losses + curve_from, a->steps - curve_from,
+                                                             curve_from + 1, "dizuo train: loss per step")) {
             dz_cli_error(CMD);
             goto done;
         }
@@ -461,6 +466,7 @@ done:
     free(in);
     free(tg);
     free(losses);
+    s->losses = NULL;
     return rc;
 }
 

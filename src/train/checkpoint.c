@@ -40,6 +40,8 @@ dz_status dz_train_checkpoint_save(const dz_train_model *m, const dz_train_state
     if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.train.batch", (uint32_t)s->batch);
     if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.train.seq", (uint32_t)s->seq);
     if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.train.grad_accum", (uint32_t)s->grad_accum);
+    if (!st && s->losses && s->step > 0)
+        st = dz_gguf_writer_set_array(w, "dizuo.train.losses", DZ_GGUF_FLOAT32, s->losses, (uint64_t)s->step);
     if (!st) st = dz_train_model_put_tokenizer_keys(m, w);
     static const char *const prefix[3] = {"", "adam_m.", "adam_v."};
     const float *arrays[3] = {m->w, m->m, m->v};
@@ -105,8 +107,21 @@ dz_status dz_train_checkpoint_load(const char *dir, dz_train_model **out, dz_tra
         }
     }
     if (!st && dz_gguf_find_kv(g, "tokenizer.ggml.model") >= 0) st = dz_train_model_set_tokenizer(m, g);
+    dz_gguf_value losses;
+    found = false;
+    if (!st) st = dz_gguf_get_array(g, "dizuo.train.losses", &losses, &found);
+    if (!st && found) { /* the loss history (checkpoints of older builds have none) */
+        if (losses.elem_type != DZ_GGUF_FLOAT32 || losses.n != step)
+            st = dz_fail(DZ_ERR_FORMAT, "key 'dizuo.train.losses' holds %llu values of type %d for step %llu",
+                         (unsigned long long)losses.n, (int)losses.elem_type, (unsigned long long)step);
+        else if (step > 0 && !(state.losses = malloc((size_t)step * sizeof(float))))
+            st = dz_fail(DZ_ERR_NOMEM, "out of memory for the loss history");
+        else if (step > 0)
+            memcpy(state.losses, losses.data, (size_t)step * sizeof(float));
+    }
     dz_gguf_close(g);
     if (st) {
+        free(state.losses);
         dz_train_model_free(m);
         return dz_error_prefix(st, "%s: ", path);
     }
@@ -120,7 +135,8 @@ dz_status dz_train_checkpoint_load(const char *dir, dz_train_model **out, dz_tra
     return DZ_OK;
 }
 
-dz_status dz_train_write_loss_svg(const char *path, const float *losses, int64_t n, const char *title) {
+dz_status dz_train_write_loss_svg(const char *path, const float *losses, int64_t n, int64_t first_step,
+                                  const char *title) {
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) return dz_fail(DZ_ERR_ARG, "path too long");
     FILE *f = fopen(tmp, "w");
@@ -150,9 +166,10 @@ dz_status dz_train_write_loss_svg(const char *path, const float *losses, int64_t
                    "<text x=\"%.0f\" y=\"%.1f\" stroke=\"none\" text-anchor=\"end\">%.3f</text>\n",
                 L, y, W - R, y, L - 6, y + 4, v);
     }
-    fprintf(f, "</g>\n<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">step (1 .. %lld)</text>\n"
+    fprintf(f, "</g>\n<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">step (%lld .. %lld)</text>\n"
                "<text x=\"16\" y=\"%.0f\" transform=\"rotate(-90 16 %.0f)\" text-anchor=\"middle\">loss</text>\n",
-            (L + W - R) / 2, H - 12, (long long)n, (Tp + H - B) / 2, (Tp + H - B) / 2);
+            (L + W - R) / 2, H - 12, (long long)first_step, (long long)(first_step + n - 1), (Tp + H - B) / 2,
+            (Tp + H - B) / 2);
     fprintf(f, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"");
     for (int64_t i = 0; i < n; i++) {
         double v = losses[i];
