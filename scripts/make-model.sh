@@ -66,10 +66,10 @@ TOK=$WORK/tang-tok.gguf
 #     lines of the poem
 # and poems are separated by an empty line (`dizuo train --doc-sep '\n\n'`
 # ends each with the end-of-text token, so the model learns to stop).
-# From `chinese` (a mixed file: Debian manuals, proverbs, modern prose, poetry) only verse is kept: a
-# fortune attributed "-- AUTHOR《TITLE》" whose lines are Han characters and
-# Chinese punctuation only, no clause longer than 11 characters, and not by
-# a modern author.
+# From `chinese` (a mixed file: Debian manuals, proverbs, modern prose,
+# poetry) only verse is kept: a fortune attributed "-- AUTHOR《TITLE》" whose
+# lines are Han characters and Chinese punctuation only, no clause longer
+# than 11 characters, and not by a modern author.
 say "extracting the corpus into $CORPUS"
 python3 - "$FORTUNES" > "$CORPUS.tmp" <<'EOF'
 import re, sys
@@ -140,7 +140,7 @@ say "corpus: $(wc -m < "$CORPUS") characters, $(wc -c < "$CORPUS") bytes"
 
 # 4. The model: llama, 4 layers, width 256, 8 heads (4 KV heads), SwiGLU
 # 768, context 256, tied embeddings: 4.2 M parameters, 8.4 MB as F16.
-# 900 steps of 8 x 256 tokens (1.8 M tokens, ~15.5 passes over the corpus).
+# 900 steps of 8 x 256 tokens (1.8 M tokens, ~15.8 passes over the corpus).
 "$DIZUO" train --arch llama --dim 256 --layers 4 --heads 8 --kv-heads 4 --ffn 768 \
     --ctx 256 --tied --tokenizer "$TOK" --data "$CORPUS" --doc-sep '\n\n' \
     --batch 8 --seq 256 --steps "$STEPS" --lr 2e-3 --warmup 30 --schedule cosine \
