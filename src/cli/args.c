@@ -6,8 +6,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dizuo/common.h"
+#include "dizuo/train.h"
 
 bool dz_arg_int(const char *cmd, const char *opt, const char *text, long long lo, long long hi,
                 long long *out) {
@@ -93,4 +95,52 @@ const char *dz_arg_escaped(const char *cmd, int argc, char **argv, int *i, char 
         return NULL;
     }
     return out;
+}
+
+int dz_arg_ints(const char *cmd, int argc, char **argv, int *i, const dz_opt_int *opts, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        if (strcmp(argv[*i], opts[k].name)) continue;
+        const char *v = dz_arg_value(cmd, argc, argv, i);
+        if (!v || !dz_arg_int(cmd, opts[k].name, v, opts[k].lo, opts[k].hi, opts[k].dst)) return -1;
+        if (opts[k].given) *opts[k].given = true;
+        return 1;
+    }
+    return 0;
+}
+
+int dz_arg_strs(const char *cmd, int argc, char **argv, int *i, const dz_opt_str *opts, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        if (strcmp(argv[*i], opts[k].name)) continue;
+        return (*opts[k].dst = dz_arg_value(cmd, argc, argv, i)) ? 1 : -1;
+    }
+    return 0;
+}
+
+int dz_arg_train_opts(const char *cmd, int argc, char **argv, int *i, dz_train_opts *o) {
+    const struct { const char *name; float *dst; double lo, hi; } reals[] = {
+        {"--lr", &o->lr, 1e-12, 10},          {"--beta1", &o->beta1, 0, 0.999999},
+        {"--beta2", &o->beta2, 0, 0.999999},  {"--eps", &o->eps, 1e-30, 1},
+        {"--weight-decay", &o->weight_decay, 0, 10}, {"--clip", &o->clip, 0, 1e9},
+    };
+    const char *name = argv[*i];
+    if (!strcmp(name, "--schedule")) {
+        const char *v = dz_arg_value(cmd, argc, argv, i);
+        if (!v) return -1;
+        if (!strcmp(v, "cosine")) o->schedule = DZ_LR_COSINE;
+        else if (!strcmp(v, "constant")) o->schedule = DZ_LR_CONSTANT;
+        else {
+            fprintf(stderr, "dizuo %s: --schedule is cosine or constant, not '%s'\n", cmd, v);
+            return -1;
+        }
+        return 1;
+    }
+    for (size_t k = 0; k < sizeof reals / sizeof reals[0]; k++) {
+        if (strcmp(name, reals[k].name)) continue;
+        const char *v = dz_arg_value(cmd, argc, argv, i);
+        double f;
+        if (!v || !dz_arg_float(cmd, name, v, reals[k].lo, reals[k].hi, &f)) return -1;
+        *reals[k].dst = (float)f;
+        return 1;
+    }
+    return 0;
 }

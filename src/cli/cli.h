@@ -39,6 +39,25 @@ const char *dz_arg_value(const char *cmd, int argc, char **argv, int *i);
  * copied into buf (cap bytes with its NUL); advances *i. NULL (and a
  * message) if missing, empty, too long or with another escape. */
 const char *dz_arg_escaped(const char *cmd, int argc, char **argv, int *i, char *buf, size_t cap);
+/* Option tables of the subcommands with many options. Each call looks at
+ * argv[*i]: 1 it is one of the table's options and its value was taken (*i
+ * advanced, *given set when not NULL), 0 it is not one of them, -1 a
+ * missing or bad value (message printed). */
+typedef struct dz_opt_int {
+    const char *name;
+    long long *dst, lo, hi;
+    bool *given;
+} dz_opt_int;
+typedef struct dz_opt_str {
+    const char *name;
+    const char **dst;
+} dz_opt_str;
+int dz_arg_ints(const char *cmd, int argc, char **argv, int *i, const dz_opt_int *opts, size_t n);
+int dz_arg_strs(const char *cmd, int argc, char **argv, int *i, const dz_opt_str *opts, size_t n);
+/* The optimizer's options (train and finetune): --lr, --beta1, --beta2,
+ * --eps, --weight-decay, --clip, --schedule, into o; as above. */
+struct dz_train_opts;
+int dz_arg_train_opts(const char *cmd, int argc, char **argv, int *i, struct dz_train_opts *o);
 /* Checks a --device name: an unknown device prints the usage error listing
  * the devices there are and returns false. */
 bool dz_arg_device(const char *cmd, const char *name);

@@ -79,70 +79,41 @@ static int parse(int argc, char **argv, train_args *a) {
     a->batch = 4;
     a->accum = 1;
     a->seed = 1234;
+    const dz_opt_int ints[] = {
+        {"--dim", &a->dim, 2, 1 << 20, NULL},        {"--layers", &a->layers, 1, 4096, NULL},
+        {"--heads", &a->heads, 1, 1 << 16, NULL},    {"--kv-heads", &a->kv_heads, 1, 1 << 16, NULL},
+        {"--ffn", &a->ffn, 1, 1 << 20, NULL},        {"--ctx", &a->ctx, 1, 1 << 20, NULL},
+        {"--vocab", &a->vocab, 2, 1 << 24, NULL},    {"--batch", &a->batch, 1, 1 << 16, &a->batch_given},
+        {"--seq", &a->seq, 1, 1 << 20, &a->seq_given}, {"--grad-accum", &a->accum, 1, 1 << 16, &a->accum_given},
+        {"--steps", &a->steps, 1, 1 << 30, NULL},    {"--warmup", &a->warmup, 0, 1 << 30, NULL},
+        {"-t", &a->threads, 1, 1024, NULL},          {"--threads", &a->threads, 1, 1024, NULL},
+        {"--save-every", &a->save_every, 1, 1 << 30, NULL}, {"--seed", &a->seed, 0, INT64_MAX, &a->seed_given},
+    };
+    const dz_opt_str strs[] = {
+        {"--arch", &a->arch}, {"--init", &a->init}, {"--tokenizer", &a->tokenizer}, {"--data", &a->data},
+        {"--val", &a->val}, {"-o", &a->out}, {"--output", &a->out}, {"--log", &a->log},
+        {"--checkpoint-dir", &a->ckpt_dir}, {"--device", &a->device}, {"--resume", &a->resume}, {"--out-type", &a->out_type},
+    };
     for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = NULL;
-        double f;
-        const struct { const char *name; long long *dst, lo, hi; bool *given; } ints[] = {
-            {"--dim", &a->dim, 2, 1 << 20, NULL},        {"--layers", &a->layers, 1, 4096, NULL},
-            {"--heads", &a->heads, 1, 1 << 16, NULL},    {"--kv-heads", &a->kv_heads, 1, 1 << 16, NULL},
-            {"--ffn", &a->ffn, 1, 1 << 20, NULL},        {"--ctx", &a->ctx, 1, 1 << 20, NULL},
-            {"--vocab", &a->vocab, 2, 1 << 24, NULL},    {"--batch", &a->batch, 1, 1 << 16, &a->batch_given},
-            {"--seq", &a->seq, 1, 1 << 20, &a->seq_given}, {"--grad-accum", &a->accum, 1, 1 << 16, &a->accum_given},
-            {"--steps", &a->steps, 1, 1 << 30, NULL},    {"--warmup", &a->warmup, 0, 1 << 30, NULL},
-            {"-t", &a->threads, 1, 1024, NULL},          {"--threads", &a->threads, 1, 1024, NULL},
-            {"--save-every", &a->save_every, 1, 1 << 30, NULL}, {"--seed", &a->seed, 0, INT64_MAX, &a->seed_given},
-        };
-        const struct { const char *name; float *dst; double lo, hi; } reals[] = {
-            {"--lr", &a->o.lr, 1e-12, 10},          {"--beta1", &a->o.beta1, 0, 0.999999},
-            {"--beta2", &a->o.beta2, 0, 0.999999},  {"--eps", &a->o.eps, 1e-30, 1},
-            {"--weight-decay", &a->o.weight_decay, 0, 10}, {"--clip", &a->o.clip, 0, 1e9},
-        };
-        const struct { const char *name; const char **dst; } strs[] = {
-            {"--arch", &a->arch}, {"--init", &a->init}, {"--tokenizer", &a->tokenizer}, {"--data", &a->data},
-            {"--val", &a->val}, {"-o", &a->out}, {"--output", &a->out}, {"--log", &a->log},
-            {"--checkpoint-dir", &a->ckpt_dir}, {"--device", &a->device}, {"--resume", &a->resume}, {"--out-type", &a->out_type},
-        };
-        bool done = false;
+        const char *o = argv[i];
+        int done = 0;
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
             fputs(train_help, stdout);
             return DZ_EXIT_OK;
         } else if (!strcmp(o, "--tied")) {
-            a->tied = done = true;
+            a->tied = true;
+            done = 1;
         } else if (!strcmp(o, "--no-shuffle")) {
-            a->no_shuffle = done = true;
+            a->no_shuffle = true;
+            done = 1;
         } else if (!strcmp(o, "--doc-sep")) {
-            if (!(a->doc_sep = dz_arg_escaped(CMD, argc, argv, &i, a->doc_sep_buf, sizeof a->doc_sep_buf)))
-                return DZ_EXIT_USAGE;
-            done = true;
-        } else if (!strcmp(o, "--schedule")) {
-            if (!(v = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
-            if (!strcmp(v, "cosine")) a->o.schedule = DZ_LR_COSINE;
-            else if (!strcmp(v, "constant")) a->o.schedule = DZ_LR_CONSTANT;
-            else {
-                fprintf(stderr, "dizuo train: --schedule is cosine or constant, not '%s'\n", v);
-                return DZ_EXIT_USAGE;
-            }
-            done = true;
+            a->doc_sep = dz_arg_escaped(CMD, argc, argv, &i, a->doc_sep_buf, sizeof a->doc_sep_buf);
+            done = a->doc_sep ? 1 : -1;
         }
-        for (size_t k = 0; !done && k < sizeof ints / sizeof ints[0]; k++)
-            if (!strcmp(o, ints[k].name)) {
-                if (!(v = dz_arg_value(CMD, argc, argv, &i)) || !dz_arg_int(CMD, o, v, ints[k].lo, ints[k].hi, ints[k].dst))
-                    return DZ_EXIT_USAGE;
-                if (ints[k].given) *ints[k].given = true;
-                done = true;
-            }
-        for (size_t k = 0; !done && k < sizeof reals / sizeof reals[0]; k++)
-            if (!strcmp(o, reals[k].name)) {
-                if (!(v = dz_arg_value(CMD, argc, argv, &i)) || !dz_arg_float(CMD, o, v, reals[k].lo, reals[k].hi, &f))
-                    return DZ_EXIT_USAGE;
-                *reals[k].dst = (float)f;
-                done = true;
-            }
-        for (size_t k = 0; !done && k < sizeof strs / sizeof strs[0]; k++)
-            if (!strcmp(o, strs[k].name)) {
-                if (!(*strs[k].dst = dz_arg_value(CMD, argc, argv, &i))) return DZ_EXIT_USAGE;
-                done = true;
-            }
+        if (!done) done = dz_arg_ints(CMD, argc, argv, &i, ints, sizeof ints / sizeof ints[0]);
+        if (!done) done = dz_arg_train_opts(CMD, argc, argv, &i, &a->o);
+        if (!done) done = dz_arg_strs(CMD, argc, argv, &i, strs, sizeof strs / sizeof strs[0]);
+        if (done < 0) return DZ_EXIT_USAGE;
         if (!done) {
             fprintf(stderr, "dizuo train: unknown option '%s' (see dizuo train --help)\n", o);
             return DZ_EXIT_USAGE;
