@@ -67,8 +67,10 @@ typedef struct dz_cuda_exec {
  * row of scores there); 0 means no limit (host runs). Pure function. */
 bool dz_cuda_supports_node(const dz_tensor *node, size_t max_shared_bytes);
 
-/* Bytes of scratch memory a node needs (0 for most). */
+/* Bytes of scratch memory a node needs (0 for most), and the most any node
+ * of a graph needs. */
 size_t dz_cuda_scratch_bytes(const dz_tensor *node);
+size_t dz_cuda_graph_scratch_bytes(const dz_graph *graph);
 
 /* Bytes of shared memory ATTENTION/PAGED_ATTENTION need per block. */
 size_t dz_cuda_attention_shared_bytes(const dz_tensor *node);
@@ -89,6 +91,9 @@ typedef struct dz_cuda_watch {
 
 /* Notes a node about to run (call for every node of a compute()). */
 void dz_cuda_watch_node(dz_cuda_watch *w, const dz_tensor *node);
+/* Runs every node of a graph in order (dz_cuda_run_node), noting each in
+ * the watch; an error is prefixed with "<device>: ". */
+dz_status dz_cuda_run_graph(const dz_graph *graph, const dz_cuda_exec *exec, dz_cuda_watch *w, const char *device);
 /* After the work finished, with the error word it left: DZ_OK for 0, else
  * DZ_ERR_ARG naming the device, the node and what its data got wrong.
  * Disarms the watch either way. */

@@ -241,18 +241,9 @@ static dz_status cuda_compute(void *self, const dz_graph *graph) {
     cuda_device *dev = self;
     dz_status st = use(dev);
     if (st) return st;
-    size_t need = 0;
-    for (int32_t i = 0; i < graph->n_nodes; i++) {
-        const size_t bytes = dz_cuda_scratch_bytes(graph->nodes[i]);
-        if (bytes > need) need = bytes;
-    }
-    if ((st = ensure_scratch(dev, need))) return st;
+    if ((st = ensure_scratch(dev, dz_cuda_graph_scratch_bytes(graph)))) return st;
     const dz_cuda_exec exec = {false, dev->stream, dev->error_word, dev->scratch, dev->scratch_bytes};
-    for (int32_t i = 0; i < graph->n_nodes; i++) {
-        dz_cuda_watch_node(&dev->watch, graph->nodes[i]);
-        if ((st = dz_cuda_run_node(graph->nodes[i], &exec))) return dz_error_prefix(st, "%s: ", dev->name);
-    }
-    return DZ_OK;
+    return dz_cuda_run_graph(graph, &exec, &dev->watch, dev->name);
 }
 
 static dz_status cuda_synchronize(void *self) {

@@ -91,11 +91,7 @@ static bool emu_supports(void *self, const dz_tensor *node) {
 
 static dz_status emu_compute(void *self, const dz_graph *graph) {
     emu_device *dev = self;
-    size_t need = 0;
-    for (int32_t i = 0; i < graph->n_nodes; i++) {
-        const size_t bytes = dz_cuda_scratch_bytes(graph->nodes[i]);
-        if (bytes > need) need = bytes;
-    }
+    const size_t need = dz_cuda_graph_scratch_bytes(graph);
     if (need > dev->scratch_bytes) {
         void *mem = malloc(need);
         if (!mem) return dz_fail(DZ_ERR_NOMEM, "cuda-emu: out of memory for %zu bytes of scratch", need);
@@ -104,12 +100,7 @@ static dz_status emu_compute(void *self, const dz_graph *graph) {
         dev->scratch_bytes = need;
     }
     const dz_cuda_exec exec = {true, NULL, &dev->error_word, dev->scratch, dev->scratch_bytes};
-    for (int32_t i = 0; i < graph->n_nodes; i++) {
-        dz_cuda_watch_node(&dev->watch, graph->nodes[i]);
-        dz_status st = dz_cuda_run_node(graph->nodes[i], &exec);
-        if (st) return dz_error_prefix(st, "cuda-emu:0: ");
-    }
-    return DZ_OK;
+    return dz_cuda_run_graph(graph, &exec, &dev->watch, "cuda-emu:0");
 }
 
 static dz_status emu_synchronize(void *self) {

@@ -75,6 +75,15 @@ size_t dz_cuda_scratch_bytes(const dz_tensor *node) {
     return node->op == DZ_OP_MUL_MAT ? dz_cuda_mul_mat_scratch_bytes(node) : 0;
 }
 
+size_t dz_cuda_graph_scratch_bytes(const dz_graph *graph) {
+    size_t need = 0;
+    for (int32_t i = 0; i < graph->n_nodes; i++) {
+        const size_t bytes = dz_cuda_scratch_bytes(graph->nodes[i]);
+        if (bytes > need) need = bytes;
+    }
+    return need;
+}
+
 /* Plain elements must sit at their natural alignment (the kernels load
  * them whole), quantized blocks at 2 bytes (their fp16 scales); a view at an
  * odd offset, or a weight of a GGUF file with alignment 1, would fault on
@@ -136,6 +145,15 @@ static const struct {
     {DZ_CUDA_BAD_PAGE_INDEX, DZ_OP_PAGED_ATTENTION,
      "was given an index row whose count or pool rows are out of range (those were skipped)"},
 };
+
+dz_status dz_cuda_run_graph(const dz_graph *graph, const dz_cuda_exec *exec, dz_cuda_watch *w, const char *device) {
+    for (int32_t i = 0; i < graph->n_nodes; i++) {
+        dz_cuda_watch_node(w, graph->nodes[i]);
+        const dz_status st = dz_cuda_run_node(graph->nodes[i], exec);
+        if (st) return dz_error_prefix(st, "%s: ", device);
+    }
+    return DZ_OK;
+}
 
 void dz_cuda_watch_node(dz_cuda_watch *w, const dz_tensor *node) {
     for (int k = 0; k < DZ_CUDA_N_ERROR_BITS; k++)
