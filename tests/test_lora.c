@@ -1,6 +1,7 @@
 /* LoRA: adapter gradients against central finite differences of the loss,
  * a few steps lower the loss, B = 0 leaves the base's outputs unchanged,
- * run-with-adapter equals the merged model, and bad adapters are refused.
+ * run-with-adapter equals the merged model, bad adapters are refused, and
+ * dizuo finetune resumes from its checkpoints bit for bit.
  * The base is a tiny llama made here (seeded init), quantized to Q8_0. */
 #include <math.h>
 #include <stdio.h>
@@ -292,8 +293,88 @@ static void test_gpt2_targets(void) {
     dz_lora_trainer_free(tr);
 }
 
+/* dizuo finetune's checkpoints: 3 steps saved then resumed to 6 give the
+ * adapter, the loss curve and the logged losses of 6 uninterrupted steps,
+ * byte for byte (a constant learning rate: the schedule does not depend on
+ * --steps); resuming with other options or data is refused by name. */
+static void run_ok(const char *what, const char *cmd) {
+    char *out = NULL;
+    int rc = dzt_run(cmd, &out, NULL);
+    DZT_CHECK(rc == 0, "%s: exit %d: %s", what, rc, cmd);
+    free(out);
+}
+
+static void run_fails(const char *what, const char *cmd, const char *needle) {
+    char full[4096], *out = NULL;
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    int rc = dzt_run(full, &out, NULL);
+    DZT_CHECK(rc == 1 && out && strstr(out, needle), "%s: exit %d, expected 1 and \"%s\": %s", what, rc, needle,
+              out ? out : "");
+    free(out);
+}
+
+static bool same_bytes(const char *a, const char *b) {
+    size_t na = 0, nb = 0;
+    char *x = dzt_read_file(a, &na), *y = dzt_read_file(b, &nb);
+    bool same = x && y && na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return same;
+}
+
+static void test_finetune_resume(void) {
+    const char *dir = dzt_tmpdir();
+    char data[512], val[512], common[2048], cmd[4096], p[8][600];
+    snprintf(data, sizeof data, "%s/ft.txt", dir);
+    snprintf(val, sizeof val, "%s/ft-val.txt", dir);
+    FILE *f = fopen(data, "w");
+    for (int i = 0; i < 30; i++) fprintf(f, "the quick brown fox %d jumps over the lazy dog. ", i);
+    fclose(f);
+    f = fopen(val, "w");
+    fputs("a lazy dog sleeps in the sun all day long. the fox jumps. ", f);
+    fclose(f);
+    const char *names[8] = {"a.gguf", "a.loss.svg", "a.jsonl", "b3.gguf", "b.gguf", "b.loss.svg", "b.jsonl", "ck"};
+    for (int i = 0; i < 8; i++) snprintf(p[i], sizeof p[i], "%s/ft-%s", dir, names[i]);
+    snprintf(common, sizeof common,
+             "'%s' finetune --base '%s' --data '%s' --val '%s' --seq 8 --batch 2 --lora-rank 4 --schedule constant "
+             "--lr 1e-2 -t 2",
+             dzt_bin(), base, data, val);
+    snprintf(cmd, sizeof cmd, "%s --steps 6 -o '%s' --log '%s' 2>/dev/null", common, p[0], p[2]);
+    run_ok("6 steps", cmd);
+    snprintf(cmd, sizeof cmd, "%s --steps 3 --save-every 3 --checkpoint-dir '%s' -o '%s' --log '%s' 2>/dev/null",
+             common, p[7], p[3], p[6]);
+    run_ok("3 steps, a checkpoint", cmd);
+    snprintf(cmd, sizeof cmd, "%s --steps 6 --resume '%s' -o '%s' --log '%s' 2>/dev/null", common, p[7], p[4], p[6]);
+    run_ok("resumed to 6", cmd);
+    DZT_CHECK(same_bytes(p[0], p[4]), "the resumed adapter %s differs from the uninterrupted run's %s", p[4], p[0]);
+    DZT_CHECK(same_bytes(p[1], p[5]), "the resumed loss curve %s differs from %s", p[5], p[1]);
+    /* the logs: the same per-step losses (tokens_per_s aside), then the validation loss */
+    char *la = dzt_read_file(p[2], NULL), *lb = dzt_read_file(p[6], NULL);
+    DZT_ASSERT(la && lb && strstr(la, "\"val_loss\"") && strstr(lb, "\"val_loss\""));
+    for (int step = 1; la && lb && step <= 6; step++) {
+        char key[32], va[64] = "", vb[64] = "";
+        snprintf(key, sizeof key, "{\"step\": %d, \"loss\": ", step);
+        const char *x = strstr(la, key), *y = strstr(lb, key);
+        if (x) sscanf(x + strlen(key), "%63[^,]", va);
+        if (y) sscanf(y + strlen(key), "%63[^,]", vb);
+        DZT_CHECK(x && y && !strcmp(va, vb), "step %d: loss %s uninterrupted, %s resumed", step, va, vb);
+    }
+    free(la);
+    free(lb);
+    /* resumes that cannot continue that run */
+    snprintf(cmd, sizeof cmd, "%s --steps 6 --resume '%s' --batch 3 -o '%s'", common, p[7], p[4]);
+    run_fails("another batch", cmd, "--batch 2");
+    snprintf(cmd, sizeof cmd, "%s --steps 6 --resume '%s' --lora-targets attn_q -o '%s'", common, p[7], p[4]);
+    run_fails("other targets", cmd, "--lora-targets");
+    snprintf(cmd, sizeof cmd, "%s --steps 6 --resume '%s' --data '%s' -o '%s'", common, p[7], val, p[4]);
+    run_fails("other data", cmd, "is not the data");
+    snprintf(cmd, sizeof cmd, "%s --steps 2 --resume '%s' -o '%s'", common, p[7], p[4]);
+    run_fails("past --steps", cmd, "past --steps 2");
+}
+
 int main(void) {
     make_base();
+    test_finetune_resume();
     test_gpt2_targets();
     test_gradient();
     test_train_merge(base);

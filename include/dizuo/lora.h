@@ -102,6 +102,17 @@ float *dz_lora_trainer_grads(dz_lora_trainer *tr);
 int64_t dz_lora_trainer_n_floats(const dz_lora_trainer *tr);
 /* Writes the adapter file (F32 A and B, llama.cpp's keys and names). */
 dz_status dz_lora_trainer_save(const dz_lora_trainer *tr, const char *path);
+/* Checkpoints of a LoRA run: DIR/checkpoint.gguf (DIR created if needed;
+ * written to a temporary file renamed into place) holds the adapters, both
+ * AdamW moments, the run's state s (train.h: step, data position, seed,
+ * data fingerprint, batch, loss history) and what the trainer was made with
+ * (rank, alpha, the adapted matrices). Load it into a trainer made with the
+ * same base and options: fills the adapters, the moments and *s (s->losses
+ * malloc'd, the caller frees); DZ_ERR_ARG when rank, alpha or the adapted
+ * matrices differ, DZ_ERR_FORMAT for a file that is not such a checkpoint.
+ * The base's weights are not in it: give the same --base. */
+dz_status dz_lora_trainer_checkpoint_save(const dz_lora_trainer *tr, const dz_train_state *s, const char *dir);
+dz_status dz_lora_trainer_checkpoint_load(dz_lora_trainer *tr, const char *dir, dz_train_state *s);
 
 #ifdef __cplusplus
 }

@@ -144,3 +144,27 @@ int dz_arg_train_opts(const char *cmd, int argc, char **argv, int *i, dz_train_o
     }
     return 0;
 }
+
+int64_t dz_cli_val_loss(const char *cmd, dz_train_data *val, int32_t T, int32_t *in, int32_t *tg,
+                        int (*eval)(void *trainer, const int32_t *in, const int32_t *tg, double *loss), void *trainer,
+                        double *loss) {
+    int64_t rows = dz_train_data_n_tokens(val) / T;
+    rows = rows < 1 ? 1 : rows > 64 ? 64 : rows;
+    double sum = 0, l;
+    for (int64_t r = 0; r < rows; r++) {
+        dz_train_data_row(val, r, T, false, 0, in, tg);
+        if (eval(trainer, in, tg, &l)) {
+            dz_cli_error(cmd);
+            return -1;
+        }
+        sum += l;
+    }
+    *loss = sum / (double)rows;
+    return rows;
+}
+
+void dz_cli_svg_path(const char *out, char *buf, size_t cap) {
+    size_t n = strlen(out);
+    if (n > 5 && !strcmp(out + n - 5, ".gguf")) n -= 5;
+    snprintf(buf, cap, "%.*s.loss.svg", (int)n, out);
+}

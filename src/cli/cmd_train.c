@@ -265,6 +265,10 @@ static const char *dp_note(const dz_dp *dp, int32_t B, char *buf, size_t cap) {
     return buf;
 }
 
+static int eval_row(void *tr, const int32_t *in, const int32_t *tg, double *loss) {
+    return dz_trainer_eval(tr, in, tg, 1, loss) != DZ_OK;
+}
+
 /* The whole run after the model exists; returns an exit code. */
 static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_dp *dp) {
     /* G rows per micro-step over all ranks (the checkpoint's batch); this rank runs B of them */
@@ -395,19 +399,11 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_d
         goto done;
     }
     if (val && lead) {
-        int64_t rows = dz_train_data_n_tokens(val) / T;
-        rows = rows < 1 ? 1 : rows > 64 ? 64 : rows;
-        double sum = 0, l;
-        for (int64_t r = 0; r < rows; r++) {
-            dz_train_data_row(val, r, T, false, 0, in, tg);
-            if (dz_trainer_eval(tr, in, tg, 1, &l)) {
-                dz_cli_error(CMD);
-                goto done;
-            }
-            sum += l;
-        }
-        fprintf(stderr, "validation loss %.4f (%lld rows of %s)\n", sum / (double)rows, (long long)rows, a->val);
-        if (log) fprintf(log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)s->step, sum / (double)rows);
+        double vl;
+        const int64_t rows = dz_cli_val_loss(CMD, val, T, in, tg, eval_row, tr, &vl);
+        if (rows < 0) goto done;
+        fprintf(stderr, "validation loss %.4f (%lld rows of %s)\n", vl, (long long)rows, a->val);
+        if (log) fprintf(log, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)s->step, vl);
     }
     if (a->out && lead) {
         dz_type type = a->out_type && !strcmp(a->out_type, "f16") ? DZ_TYPE_F16 : DZ_TYPE_F32;
@@ -418,9 +414,7 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_d
             goto done;
         }
         char svg[4096];
-        size_t n = strlen(a->out);
-        if (n > 5 && !strcmp(a->out + n - 5, ".gguf")) n -= 5;
-        snprintf(svg, sizeof svg, "%.*s.loss.svg", (int)n, a->out);
+        dz_cli_svg_path(a->out, svg, sizeof svg);
         if (curve_from < a->steps && dz_train_write_loss_svg(svg, losses + curve_from, a->steps - curve_from,
                                                              curve_from + 1, "dizuo train: loss per step")) {
             dz_cli_error(CMD);

@@ -299,9 +299,8 @@ static dz_status place_weights(dz_model *m) {
     return st;
 }
 
-static dz_status load(dz_model *m, const char *path, const dz_model_options *opt) {
+static dz_status load(dz_model *m, const dz_model_options *opt) {
     dz_status st;
-    if ((st = dz_gguf_open(path, &m->gguf))) return st;
     if ((st = dz_hparams_read(m->gguf, &m->hp))) return st;
     m->arch = dz_arch_of(&m->hp);
     if ((st = dz_tokenizer_load(m->gguf, &m->tok))) return st;
@@ -320,9 +319,9 @@ static dz_status load(dz_model *m, const char *path, const dz_model_options *opt
 dz_status dz_model_load(const char *path, const dz_model_options *opt, dz_model **out) {
     dz_model *m = calloc(1, sizeof *m);
     if (!m) return dz_fail(DZ_ERR_NOMEM, "out of memory loading %s", path);
-    dz_status st = load(m, path, opt);
+    dz_status st = dz_gguf_open(path, &m->gguf); /* its errors name the file */
+    if (!st && (st = load(m, opt))) dz_error_prefix(st, "%s: ", path);
     if (st) {
-        dz_error_prefix(st, "%s: ", path);
         dz_model_free(m);
         return st;
     }

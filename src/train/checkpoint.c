@@ -23,16 +23,8 @@ static dz_status set_u64(dz_gguf_writer *w, const char *key, uint64_t v) {
     return dz_gguf_writer_set_scalar(w, key, DZ_GGUF_UINT64, &v);
 }
 
-dz_status dz_train_checkpoint_save(const dz_train_model *m, const dz_train_state *s, const char *dir) {
-    char path[4096];
-    dz_status st = checkpoint_path(dir, path, sizeof path);
-    if (st) return st;
-    if (mkdir(dir, 0777) && errno != EEXIST)
-        return dz_fail(DZ_ERR_IO, "%s: cannot create the checkpoint directory: %s", dir, strerror(errno));
-    dz_gguf_writer *w = NULL;
-    if ((st = dz_gguf_writer_create(&w))) return st;
-    st = dz_train_config_write(&m->cfg, w);
-    if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.train.version", CHECKPOINT_VERSION);
+dz_status dz_train_state_write(const dz_train_state *s, dz_gguf_writer *w) {
+    dz_status st = dz_gguf_writer_set_u32(w, "dizuo.train.version", CHECKPOINT_VERSION);
     if (!st) st = set_u64(w, "dizuo.train.step", (uint64_t)s->step);
     if (!st) st = set_u64(w, "dizuo.train.row", (uint64_t)s->row);
     if (!st) st = set_u64(w, "dizuo.train.seed", s->seed);
@@ -42,6 +34,25 @@ dz_status dz_train_checkpoint_save(const dz_train_model *m, const dz_train_state
     if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.train.grad_accum", (uint32_t)s->grad_accum);
     if (!st && s->losses && s->step > 0)
         st = dz_gguf_writer_set_array(w, "dizuo.train.losses", DZ_GGUF_FLOAT32, s->losses, (uint64_t)s->step);
+    return st;
+}
+
+dz_status dz_train_checkpoint_dir(const char *dir, char *path, size_t cap) {
+    dz_status st = checkpoint_path(dir, path, cap);
+    if (st) return st;
+    if (mkdir(dir, 0777) && errno != EEXIST)
+        return dz_fail(DZ_ERR_IO, "%s: cannot create the checkpoint directory: %s", dir, strerror(errno));
+    return DZ_OK;
+}
+
+dz_status dz_train_checkpoint_save(const dz_train_model *m, const dz_train_state *s, const char *dir) {
+    char path[4096];
+    dz_status st = dz_train_checkpoint_dir(dir, path, sizeof path);
+    if (st) return st;
+    dz_gguf_writer *w = NULL;
+    if ((st = dz_gguf_writer_create(&w))) return st;
+    st = dz_train_config_write(&m->cfg, w);
+    if (!st) st = dz_train_state_write(s, w);
     if (!st) st = dz_train_model_put_tokenizer_keys(m, w);
     static const char *const prefix[3] = {"", "adam_m.", "adam_v."};
     const float *arrays[3] = {m->w, m->m, m->v};
@@ -66,36 +77,67 @@ static dz_status get_u64(const dz_gguf *g, const char *key, uint64_t *out) {
     return st ? dz_error_prefix(st, "key '%s': ", key) : DZ_OK;
 }
 
-dz_status dz_train_checkpoint_load(const char *dir, dz_train_model **out, dz_train_state *s) {
-    char path[4096];
-    dz_status st = checkpoint_path(dir, path, sizeof path);
-    if (st) return st;
-    dz_gguf *g = NULL;
-    if ((st = dz_gguf_open(path, &g))) return st;
+dz_status dz_train_state_read(const dz_gguf *g, dz_train_state *s) {
+    memset(s, 0, sizeof *s);
     int64_t version = 0;
     bool found = false;
-    dz_train_model *m = NULL;
-    dz_train_state state;
-    memset(&state, 0, sizeof state);
-    st = dz_gguf_get_int(g, "dizuo.train.version", &version, &found);
+    dz_status st = dz_gguf_get_int(g, "dizuo.train.version", &version, &found);
     if (!st && !found) st = dz_fail(DZ_ERR_FORMAT, "not a dizuo training checkpoint (no dizuo.train.version)");
     if (!st && version != CHECKPOINT_VERSION)
         st = dz_fail(DZ_ERR_FORMAT, "checkpoint version %lld; this dizuo reads version %d", (long long)version,
                      CHECKPOINT_VERSION);
-    dz_train_config c;
-    if (!st) st = dz_train_config_read(g, &c);
-    if (!st) st = dz_train_model_alloc(&c, &m);
     uint64_t step = 0, row = 0, batch = 0, seq = 0, accum = 0;
     if (!st) st = get_u64(g, "dizuo.train.step", &step);
     if (!st) st = get_u64(g, "dizuo.train.row", &row);
-    if (!st) st = get_u64(g, "dizuo.train.seed", &state.seed);
-    if (!st) st = get_u64(g, "dizuo.train.data_hash", &state.data_hash);
+    if (!st) st = get_u64(g, "dizuo.train.seed", &s->seed);
+    if (!st) st = get_u64(g, "dizuo.train.data_hash", &s->data_hash);
     if (!st) st = get_u64(g, "dizuo.train.batch", &batch);
     if (!st) st = get_u64(g, "dizuo.train.seq", &seq);
     if (!st) st = get_u64(g, "dizuo.train.grad_accum", &accum);
     if (!st && (step > INT32_MAX || row > (uint64_t)INT64_MAX / 2 || batch > INT32_MAX || seq > INT32_MAX ||
                 accum > INT32_MAX))
         st = dz_fail(DZ_ERR_FORMAT, "state values out of range");
+    dz_gguf_value losses;
+    found = false;
+    if (!st) st = dz_gguf_get_array(g, "dizuo.train.losses", &losses, &found);
+    if (!st && found) { /* the loss history (checkpoints of older builds have none) */
+        if (losses.elem_type != DZ_GGUF_FLOAT32 || losses.n != step)
+            st = dz_fail(DZ_ERR_FORMAT, "key 'dizuo.train.losses' holds %llu values of type %d for step %llu",
+                         (unsigned long long)losses.n, (int)losses.elem_type, (unsigned long long)step);
+        else if (step > 0 && !(s->losses = malloc((size_t)step * sizeof(float))))
+            st = dz_fail(DZ_ERR_NOMEM, "out of memory for the loss history");
+        else if (step > 0)
+            memcpy(s->losses, losses.data, (size_t)step * sizeof(float));
+    }
+    if (st) {
+        free(s->losses);
+        s->losses = NULL;
+        return st;
+    }
+    s->step = (int64_t)step;
+    s->row = (int64_t)row;
+    s->batch = (int32_t)batch;
+    s->seq = (int32_t)seq;
+    s->grad_accum = (int32_t)accum;
+    return DZ_OK;
+}
+
+dz_status dz_train_checkpoint_open(const char *dir, dz_gguf **g) {
+    char path[4096];
+    dz_status st = checkpoint_path(dir, path, sizeof path);
+    return st ? st : dz_gguf_open(path, g);
+}
+
+dz_status dz_train_checkpoint_load(const char *dir, dz_train_model **out, dz_train_state *s) {
+    dz_gguf *g = NULL;
+    dz_status st = dz_train_checkpoint_open(dir, &g);
+    if (st) return st;
+    dz_train_model *m = NULL;
+    dz_train_state state;
+    dz_train_config c;
+    st = dz_train_state_read(g, &state);
+    if (!st) st = dz_train_config_read(g, &c);
+    if (!st) st = dz_train_model_alloc(&c, &m);
     static const char *const prefix[3] = {"", "adam_m.", "adam_v."};
     for (int a = 0; !st && a < 3; a++) {
         float *arrays[3] = {m->w, m->m, m->v};
@@ -107,29 +149,12 @@ dz_status dz_train_checkpoint_load(const char *dir, dz_train_model **out, dz_tra
         }
     }
     if (!st && dz_gguf_find_kv(g, "tokenizer.ggml.model") >= 0) st = dz_train_model_set_tokenizer(m, g);
-    dz_gguf_value losses;
-    found = false;
-    if (!st) st = dz_gguf_get_array(g, "dizuo.train.losses", &losses, &found);
-    if (!st && found) { /* the loss history (checkpoints of older builds have none) */
-        if (losses.elem_type != DZ_GGUF_FLOAT32 || losses.n != step)
-            st = dz_fail(DZ_ERR_FORMAT, "key 'dizuo.train.losses' holds %llu values of type %d for step %llu",
-                         (unsigned long long)losses.n, (int)losses.elem_type, (unsigned long long)step);
-        else if (step > 0 && !(state.losses = malloc((size_t)step * sizeof(float))))
-            st = dz_fail(DZ_ERR_NOMEM, "out of memory for the loss history");
-        else if (step > 0)
-            memcpy(state.losses, losses.data, (size_t)step * sizeof(float));
-    }
     dz_gguf_close(g);
     if (st) {
-        free(state.losses);
+        free(state.losses); /* NULL unless the state was read */
         dz_train_model_free(m);
-        return dz_error_prefix(st, "%s: ", path);
+        return dz_error_prefix(st, "%s/checkpoint.gguf: ", dir);
     }
-    state.step = (int64_t)step;
-    state.row = (int64_t)row;
-    state.batch = (int32_t)batch;
-    state.seq = (int32_t)seq;
-    state.grad_accum = (int32_t)accum;
     *out = m;
     *s = state;
     return DZ_OK;

@@ -122,7 +122,11 @@ dz_status dz_lora_trainer_create(const char *base_path, const dz_lora_opts *lo, 
     tr->rank = lo->rank;
     tr->alpha = lo->alpha;
     dz_model_options mo = {.device = o->device, .n_threads = o->threads};
-    dz_status st = dz_model_load(base_path, &mo, &tr->base);
+    dz_status st = dz_model_load(base_path, &mo, &tr->base); /* its errors name the file */
+    if (st) {
+        dz_lora_trainer_free(tr);
+        return st;
+    }
     bool want[N_KINDS];
     if (!st) st = parse_targets(tr->base, lo->targets, want);
     if (!st && (tr->T < 1 || tr->T > tr->base->hp.n_ctx_train))
@@ -250,4 +254,86 @@ dz_status dz_lora_trainer_save(const dz_lora_trainer *tr, const char *path) {
     if (!st) st = dz_gguf_writer_write_file(w, path);
     dz_gguf_writer_destroy(w);
     return st;
+}
+
+/* ---- checkpoints ---- */
+
+static const char *const LORA_ARRAYS[3] = {"lora.adapters", "lora.adam_m", "lora.adam_v"};
+
+dz_status dz_lora_trainer_checkpoint_save(const dz_lora_trainer *tr, const dz_train_state *s, const char *dir) {
+    char path[4096];
+    dz_status st = dz_train_checkpoint_dir(dir, path, sizeof path);
+    if (st) return st;
+    const char **names = malloc((size_t)tr->n_targets * sizeof *names);
+    if (!names) return dz_fail(DZ_ERR_NOMEM, "out of memory for the checkpoint");
+    for (int32_t i = 0; i < tr->n_targets; i++) names[i] = tr->targets[i].name;
+    dz_gguf_writer *w = NULL;
+    st = dz_gguf_writer_create(&w);
+    if (!st) st = dz_gguf_writer_set_str(w, "general.architecture", tr->base->hp.arch);
+    if (!st) st = dz_gguf_writer_set_str(w, "general.type", "dizuo-lora-checkpoint");
+    if (!st) st = dz_train_state_write(s, w);
+    if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.lora.rank", (uint32_t)tr->rank);
+    if (!st) st = dz_gguf_writer_set_f32(w, "dizuo.lora.alpha", tr->alpha);
+    if (!st) st = dz_gguf_writer_set_str_array(w, "dizuo.lora.targets", names, (uint64_t)tr->n_targets);
+    const float *arrays[3] = {tr->w, tr->m, tr->v};
+    const int64_t ne[1] = {tr->n_floats};
+    for (int a = 0; !st && a < 3; a++) st = dz_gguf_writer_add_tensor(w, LORA_ARRAYS[a], DZ_TYPE_F32, 1, ne, arrays[a]);
+    if (!st) st = dz_gguf_writer_write_file(w, path);
+    dz_gguf_writer_destroy(w);
+    free(names);
+    return st;
+}
+
+/* What the trainer was made with against what the checkpoint says. */
+static dz_status check_made_alike(const dz_lora_trainer *tr, const dz_gguf *g) {
+    int64_t rank = 0;
+    double alpha = 0;
+    bool found = false;
+    dz_status st = dz_gguf_get_int(g, "dizuo.lora.rank", &rank, &found);
+    if (!st && !found) return dz_fail(DZ_ERR_FORMAT, "not a dizuo LoRA checkpoint (no dizuo.lora.rank)");
+    if (!st) st = dz_gguf_get_float(g, "dizuo.lora.alpha", &alpha, &found);
+    if (st) return st;
+    if (rank != tr->rank || (float)alpha != tr->alpha)
+        return dz_fail(DZ_ERR_ARG, "the checkpoint is of --lora-rank %lld --lora-alpha %g, this run of rank %d alpha %g",
+                       (long long)rank, alpha, tr->rank, tr->alpha);
+    dz_gguf_value v;
+    if ((st = dz_gguf_get_array(g, "dizuo.lora.targets", &v, &found))) return st;
+    if (!found || v.elem_type != DZ_GGUF_STRING)
+        return dz_fail(DZ_ERR_FORMAT, "the checkpoint has no list of adapted matrices (dizuo.lora.targets)");
+    bool same = v.n == (uint64_t)tr->n_targets;
+    for (int32_t i = 0; same && i < tr->n_targets; i++) {
+        dz_gguf_value e;
+        same = dz_gguf_array_get(g, &v, (uint64_t)i, &e) == DZ_OK && e.type == DZ_GGUF_STRING &&
+               e.n == strlen(tr->targets[i].name) && !memcmp(e.data, tr->targets[i].name, e.n);
+    }
+    if (!same)
+        return dz_fail(DZ_ERR_ARG, "the checkpoint's adapted matrices (%llu) are not this run's (%d): "
+                       "--lora-targets or --base differ", (unsigned long long)v.n, tr->n_targets);
+    return DZ_OK;
+}
+
+dz_status dz_lora_trainer_checkpoint_load(dz_lora_trainer *tr, const char *dir, dz_train_state *s) {
+    dz_gguf *g = NULL;
+    dz_status st = dz_train_checkpoint_open(dir, &g);
+    if (st) return st;
+    dz_train_state state;
+    memset(&state, 0, sizeof state);
+    st = check_made_alike(tr, g);
+    if (!st) st = dz_train_state_read(g, &state);
+    float *arrays[3] = {tr->w, tr->m, tr->v};
+    for (int a = 0; !st && a < 3; a++) {
+        const dz_gguf_tensor *t = dz_gguf_find_tensor(g, LORA_ARRAYS[a]);
+        if (!t || t->type != DZ_TYPE_F32 || t->n_dims != 1 || t->ne[0] != tr->n_floats)
+            st = dz_fail(DZ_ERR_FORMAT, "tensor '%s' is missing or not %lld F32 values", LORA_ARRAYS[a],
+                         (long long)tr->n_floats);
+        else
+            memcpy(arrays[a], t->data, (size_t)tr->n_floats * sizeof(float));
+    }
+    dz_gguf_close(g);
+    if (st) {
+        free(state.losses);
+        return dz_error_prefix(st, "%s/checkpoint.gguf: ", dir);
+    }
+    *s = state;
+    return DZ_OK;
 }

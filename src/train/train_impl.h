@@ -25,6 +25,13 @@ dz_status dz_train_config_read(const dz_gguf *g, dz_train_config *c);
 dz_status dz_train_config_write(const dz_train_config *c, dz_gguf_writer *w);
 /* Reads tensor `name` of g (shape of p, any dequantizable type) into dst (p->n floats). */
 dz_status dz_train_read_tensor(const dz_gguf *g, const char *name, const dz_train_param *p, float *dst);
+/* The run's state keys of a checkpoint (dizuo.train.*, the loss history
+ * included): written into w, read from g (s->losses malloc'd). */
+dz_status dz_train_state_write(const dz_train_state *s, dz_gguf_writer *w);
+dz_status dz_train_state_read(const dz_gguf *g, dz_train_state *s);
+/* DIR/checkpoint.gguf: its path in path (DIR created if needed), or opened. */
+dz_status dz_train_checkpoint_dir(const char *dir, char *path, size_t cap);
+dz_status dz_train_checkpoint_open(const char *dir, dz_gguf **g);
 /* Adds m's tokenizer keys to w. */
 dz_status dz_train_model_put_tokenizer_keys(const dz_train_model *m, dz_gguf_writer *w);
 
