@@ -54,19 +54,6 @@ typedef struct dz_opt_str {
 } dz_opt_str;
 int dz_arg_ints(const char *cmd, int argc, char **argv, int *i, const dz_opt_int *opts, size_t n);
 int dz_arg_strs(const char *cmd, int argc, char **argv, int *i, const dz_opt_str *opts, size_t n);
-/* The optimizer's options (train and finetune): --lr, --beta1, --beta2,
- * --eps, --weight-decay, --clip, --schedule, into o; as above. */
-struct dz_train_opts;
-int dz_arg_train_opts(const char *cmd, int argc, char **argv, int *i, struct dz_train_opts *o);
-/* The loss over up to 64 rows of T tokens of val (in order), through
- * eval(trainer, inputs, targets, 1 row, &loss); in and tg hold T tokens.
- * Returns the rows used, or -1 after printing the error. */
-struct dz_train_data;
-int64_t dz_cli_val_loss(const char *cmd, struct dz_train_data *val, int32_t T, int32_t *in, int32_t *tg,
-                        int (*eval)(void *trainer, const int32_t *in, const int32_t *tg, double *loss), void *trainer,
-                        double *loss);
-/* OUT.gguf -> OUT.loss.svg (OUT.loss.svg when out has no .gguf). */
-void dz_cli_svg_path(const char *out, char *buf, size_t cap);
 /* Checks a --device name: an unknown device prints the usage error listing
  * the devices there are and returns false. */
 bool dz_arg_device(const char *cmd, const char *name);

@@ -1,11 +1,13 @@
 /* dizuo finetune: trains a LoRA adapter on a frozen (possibly quantized)
  * base model and writes it in llama.cpp's adapter format, with checkpoints,
  * resume, a validation loss and an SVG loss curve as dizuo train has. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/train_common.h"
 #include "dizuo/lora.h"
 
 static const char *help =
@@ -118,7 +120,8 @@ static int run(const ft_args *a, dz_lora_trainer *tr, dz_train_data *data, dz_tr
     int32_t *in = malloc((size_t)B * T * sizeof *in), *tg = malloc((size_t)B * T * sizeof *tg);
     float *losses = calloc((size_t)a->steps, sizeof *losses);
     const int64_t curve_from = s->step == 0 || s->losses ? 0 : s->step;
-    if (losses && s->losses) memcpy(losses, s->losses, (size_t)s->step * sizeof *losses);
+    for (int64_t i = 0; losses && i < s->step; i++) /* steps without a history: none, not 0 */
+        losses[i] = s->losses ? s->losses[i] : NAN;
     free(s->losses);
     s->losses = losses;
     char ckpt[4096];

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/train_common.h"
 #include "cli/train_mpi.h"
 #include "dizuo/train.h"
 
@@ -286,7 +287,8 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_d
     else snprintf(ckpt, sizeof ckpt, "%s.ckpt", a->out ? a->out : "dizuo-train");
     /* the loss history: the resumed checkpoint's (when it has one), then this run's */
     const int64_t curve_from = s->step == 0 || s->losses ? 0 : s->step;
-    if (losses && s->losses) memcpy(losses, s->losses, (size_t)s->step * sizeof *losses);
+    for (int64_t i = 0; losses && i < s->step; i++) /* steps without a history: none, not 0 */
+        losses[i] = s->losses ? s->losses[i] : NAN;
     free(s->losses);
     s->losses = losses; /* what checkpoints keep */
     if (!in || !tg || !losses) {
@@ -467,6 +469,7 @@ int dz_cmd_train(int argc, char **argv) {
         }
     }
     if (st) {
+        free(s.losses);
         dz_train_model_free(m);
         return dz_dp_finish(&dp, dz_cli_error(CMD));
     }

@@ -170,11 +170,15 @@ static void write_matrix(FILE *f, const dz_conformance_report *const *reports, i
     }
 }
 
-/* "-", or a target that exists and is not a regular file (/dev/stdout, a
- * pipe): written in place, since nothing can be renamed over it. */
+/* "-" and /dev/stdout: the process's standard output (whatever it was
+ * redirected to). */
+static bool to_stdout(const char *path) { return !strcmp(path, "-") || !strcmp(path, "/dev/stdout"); }
+
+/* A target that exists and is not a regular file (a pipe, a device): written
+ * in place, since nothing can be renamed over it. */
 static bool write_in_place(const char *path) {
     struct stat st;
-    return !strcmp(path, "-") || (stat(path, &st) == 0 && !S_ISREG(st.st_mode));
+    return to_stdout(path) || (stat(path, &st) == 0 && !S_ISREG(st.st_mode));
 }
 
 dz_status dz_conformance_reports_write_csv(const dz_conformance_report *const *reports, int n, const char *path) {
@@ -182,7 +186,7 @@ dz_status dz_conformance_reports_write_csv(const dz_conformance_report *const *r
     for (int k = 0; k < n; k++)
         if (!reports[k]) return dz_fail(DZ_ERR_ARG, "dz_conformance_reports_write_csv: report %d is NULL", k);
     if (write_in_place(path)) {
-        const bool std_out = !strcmp(path, "-");
+        const bool std_out = to_stdout(path);
         FILE *f = std_out ? stdout : fopen(path, "w");
         if (!f) return dz_fail(DZ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         write_matrix(f, reports, n);

@@ -320,15 +320,15 @@ dz_status dz_lora_trainer_checkpoint_load(dz_lora_trainer *tr, const char *dir, 
     memset(&state, 0, sizeof state);
     st = check_made_alike(tr, g);
     if (!st) st = dz_train_state_read(g, &state);
-    float *arrays[3] = {tr->w, tr->m, tr->v};
-    for (int a = 0; !st && a < 3; a++) {
-        const dz_gguf_tensor *t = dz_gguf_find_tensor(g, LORA_ARRAYS[a]);
-        if (!t || t->type != DZ_TYPE_F32 || t->n_dims != 1 || t->ne[0] != tr->n_floats)
+    const dz_gguf_tensor *t[3] = {NULL, NULL, NULL};
+    for (int a = 0; !st && a < 3; a++) { /* all checked before any is copied: a failure changes nothing */
+        t[a] = dz_gguf_find_tensor(g, LORA_ARRAYS[a]);
+        if (!t[a] || t[a]->type != DZ_TYPE_F32 || t[a]->n_dims != 1 || t[a]->ne[0] != tr->n_floats)
             st = dz_fail(DZ_ERR_FORMAT, "tensor '%s' is missing or not %lld F32 values", LORA_ARRAYS[a],
                          (long long)tr->n_floats);
-        else
-            memcpy(arrays[a], t->data, (size_t)tr->n_floats * sizeof(float));
     }
+    float *arrays[3] = {tr->w, tr->m, tr->v};
+    for (int a = 0; !st && a < 3; a++) memcpy(arrays[a], t[a]->data, (size_t)tr->n_floats * sizeof(float));
     dz_gguf_close(g);
     if (st) {
         free(state.losses);

@@ -1,0 +1,61 @@
+/* What train and finetune share: the optimizer's options, the validation
+ * pass and the loss curve's file name. Not in the DZ_CORE_ONLY program
+ * (cmake/core.cmake), which has no trainer. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/train_common.h"
+
+int dz_arg_train_opts(const char *cmd, int argc, char **argv, int *i, dz_train_opts *o) {
+    const struct { const char *name; float *dst; double lo, hi; } reals[] = {
+        {"--lr", &o->lr, 1e-12, 10},          {"--beta1", &o->beta1, 0, 0.999999},
+        {"--beta2", &o->beta2, 0, 0.999999},  {"--eps", &o->eps, 1e-30, 1},
+        {"--weight-decay", &o->weight_decay, 0, 10}, {"--clip", &o->clip, 0, 1e9},
+    };
+    const char *name = argv[*i];
+    if (!strcmp(name, "--schedule")) {
+        const char *v = dz_arg_value(cmd, argc, argv, i);
+        if (!v) return -1;
+        if (!strcmp(v, "cosine")) o->schedule = DZ_LR_COSINE;
+        else if (!strcmp(v, "constant")) o->schedule = DZ_LR_CONSTANT;
+        else {
+            fprintf(stderr, "dizuo %s: --schedule is cosine or constant, not '%s'\n", cmd, v);
+            return -1;
+        }
+        return 1;
+    }
+    for (size_t k = 0; k < sizeof reals / sizeof reals[0]; k++) {
+        if (strcmp(name, reals[k].name)) continue;
+        const char *v = dz_arg_value(cmd, argc, argv, i);
+        double f;
+        if (!v || !dz_arg_float(cmd, name, v, reals[k].lo, reals[k].hi, &f)) return -1;
+        *reals[k].dst = (float)f;
+        return 1;
+    }
+    return 0;
+}
+
+int64_t dz_cli_val_loss(const char *cmd, dz_train_data *val, int32_t T, int32_t *in, int32_t *tg,
+                        int (*eval)(void *trainer, const int32_t *in, const int32_t *tg, double *loss), void *trainer,
+                        double *loss) {
+    int64_t rows = dz_train_data_n_tokens(val) / T;
+    rows = rows < 1 ? 1 : rows > 64 ? 64 : rows;
+    double sum = 0, l;
+    for (int64_t r = 0; r < rows; r++) {
+        dz_train_data_row(val, r, T, false, 0, in, tg);
+        if (eval(trainer, in, tg, &l)) {
+            dz_cli_error(cmd);
+            return -1;
+        }
+        sum += l;
+    }
+    *loss = sum / (double)rows;
+    return rows;
+}
+
+void dz_cli_svg_path(const char *out, char *buf, size_t cap) {
+    size_t n = strlen(out);
+    if (n > 5 && !strcmp(out + n - 5, ".gguf")) n -= 5;
+    snprintf(buf, cap, "%.*s.loss.svg", (int)n, out);
+}
