@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test asan asan-test fuzz cross-test run serve model clean
+.PHONY: all deps build test asan asan-test tsan tsan-test fuzz cross-test run serve model clean
 
 all: build
 
@@ -30,6 +30,22 @@ asan:
 
 asan-test: asan
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+
+# ThreadSanitizer over the tests whose threads meet: the engine, the server
+# (C tests that start `dizuo serve` and the end-to-end suite), the ledger, the
+# scheduler and the CPU thread pool. halt_on_error: a data race stops the
+# process, so the test fails (the e2e helper prints a dead server's report).
+# No OpenCL, CUDA or MPI in this build (their runtimes are not instrumented).
+TSAN_TESTS := test_engine|test_serve_(badinput|crash|drain|limits|parse)|test_tenancy|test_sched|test_batch|test_plugin|test_train_resume|e2e_openai
+tsan:
+	@scripts/install-deps.sh
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDZ_TSAN=ON -DCMAKE_C_COMPILER=clang \
+		-DDZ_OPENCL=OFF -DDZ_CUDA=OFF -DDZ_MPI=OFF
+	cmake --build build-tsan -j $(JOBS)
+
+tsan-test: tsan
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+		ctest --output-on-failure -j $(JOBS) -R '^($(TSAN_TESTS))'
 
 fuzz:
 	@scripts/install-deps.sh
@@ -62,4 +78,4 @@ model: build
 	scripts/make-model.sh
 
 clean:
-	rm -rf build build-asan build-fuzz build-cross-*
+	rm -rf build build-asan build-tsan build-fuzz build-cross-*

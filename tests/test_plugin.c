@@ -14,10 +14,12 @@
 
 enum { N_STEPS = 32 };
 
-/* Under AddressSanitizer, let a huge allocation fail like malloc does
+/* Under AddressSanitizer and ThreadSanitizer, let a huge allocation fail like malloc does
  * instead of aborting: the out-of-memory path is under test. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
 
 static const char *GOOD = DZ_TEST_PLUGIN_DIR "/good/partial.so";
 static const char *ABI99 = DZ_TEST_PLUGIN_DIR "/bad/partial_abi99.so";

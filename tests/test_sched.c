@@ -8,10 +8,12 @@
 #include "dizuo/tensor.h"
 #include "dztest.h"
 
-/* Under AddressSanitizer, let a huge allocation fail like malloc does
+/* Under AddressSanitizer and ThreadSanitizer, let a huge allocation fail like malloc does
  * instead of aborting: the out-of-memory path is under test. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
 
 /* ---- the fake device ---- */
 

@@ -115,7 +115,8 @@ dz_status dz_engine_submit(dz_engine *e, const dz_gen_request *req, dz_gen **out
 
 /* ---- finishing ---- */
 
-/* Ends g: frees its sequence, runs on_done, drops the engine's reference. */
+/* Ends g: frees its sequence, runs on_done, drops the engine's reference:
+ * g may be freed when this returns (the client may hold the last one). */
 void dz_engine_finish(dz_engine *e, dz_gen *g, dz_finish why, const char *error) {
     dz_kv_seq_free(g->seq);
     g->seq = NULL;
@@ -281,9 +282,11 @@ static bool emit_token(dz_engine *e, dz_gen *g, float *logits) {
     if (g->res.completion_tokens == 1) g->res.t_first_token = dz_time_now();
     e->generated++;
     const bool stop = g->req.on_token && g->req.on_token(g->req.user, &t);
+    const bool full = g->n_tokens >= g->max_len;
+    /* g may be freed once finished (the client holds the last reference) */
     if (stop) dz_engine_finish(e, g, DZ_FINISH_STOP, NULL);
-    else if (g->n_tokens >= g->max_len) dz_engine_finish(e, g, DZ_FINISH_LENGTH, NULL);
-    return !stop && g->n_tokens < g->max_len;
+    else if (full) dz_engine_finish(e, g, DZ_FINISH_LENGTH, NULL);
+    return !stop && !full;
 }
 
 /* One forward pass over the running batch. */

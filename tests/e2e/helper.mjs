@@ -101,6 +101,11 @@ async function launch(dir, keySpecs, extraArgs) {
   });
 
   let stopped = null;
+  // A server that dies on its own (not through stop()) fails every later test with
+  // "Connection error": say so once, with its last output (a sanitizer's report, say).
+  exited.then(({ code, signal }) => {
+    if (!stopped) process.stderr.write(`\ndizuo serve died during the tests (code ${code}, signal ${signal}); its last output:\n${log}\n`);
+  });
   const server = {
     dir, db, keys, url, proc, exited,
     baseURL: `${url}/v1`,
