@@ -117,6 +117,8 @@ static void test_resume(const char *dir, const char *shard) {
     rc = RUN(&err, "train", SHAPE, RUNARGS, "--data", shard, "-o", out_b, "--resume", ckpt_b);
     DZT_EQ_INT(rc, 0);
     if (rc) fprintf(stderr, "%s\n", err ? err : "");
+    DZT_CHECK(err && !strstr(err, "resumes with other settings"), "a resume with the same settings warned: %s",
+              err ? err : "");
     free(err);
     DZT_CHECK(same_file(out_a, out_b), "resumed weights %s differ from the uninterrupted run's %s", out_b, out_a);
     char fa[600], fb[600];
@@ -128,6 +130,16 @@ static void test_resume(const char *dir, const char *shard) {
     snprintf(svg_b, sizeof svg_b, "%s/b/model.loss.svg", dir);
     DZT_CHECK(same_file(svg, svg_b), "the resumed run's loss curve %s differs from the uninterrupted run's %s", svg_b,
               svg);
+
+    /* a resume that changes an optimizer setting goes on, warning by name */
+    char out_c[520];
+    snprintf(out_c, sizeof out_c, "%s/c.gguf", dir);
+    rc = RUN(&err, "train", SHAPE, "--steps", "40", "--batch", "4", "--seq", "32", "--lr", "1e-3", "--warmup", "4",
+             "-t", "2", "--data", shard, "-o", out_c, "--resume", ckpt_b);
+    DZT_EQ_INT(rc, 0);
+    DZT_CHECK(err && strstr(err, "resumes with other settings") && strstr(err, "--lr 0.001 (was 0.003)"),
+              "no warning naming the changed --lr: %s", err ? err : "");
+    free(err);
 
     /* a checkpoint of another shape, another batch, other data */
     rc = RUN(&err, "train", "--dim", "32", "--layers", "2", "--heads", "4", "--ffn", "128", "--ctx", "64", "--vocab",

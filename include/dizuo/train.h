@@ -203,6 +203,11 @@ typedef struct dz_train_state {
     float *losses;      /* the loss of each of steps 1..step: given to save (NULL: not kept);
                            from load a malloc'd copy the caller frees (NULL when the
                            checkpoint holds none) */
+    /* The optimizer settings the run began with (steps, warmup, schedule, lr,
+       betas, eps, weight decay, clip) and its row order, kept so that a resume
+       can name what its command line changes; has_opts false: none kept. */
+    bool has_opts, shuffle;
+    dz_train_opts opts;
 } dz_train_state;
 
 /* Writes DIR/checkpoint.gguf (created with DIR if needed) atomically: a

@@ -275,6 +275,7 @@ int dz_cmd_finetune(int argc, char **argv) {
     } else if (start_state(&a, tr, data, &s)) {
         dz_cli_error(CMD);
     } else {
+        dz_cli_keep_opts(CMD, &s, &o, !a.no_shuffle);
         fprintf(stderr, "finetune: %s base, rank %lld, alpha %g, %lld adapter parameters, %lld tokens, steps %lld..%lld\n",
                 dz_model_hparams_get(m)->arch, a.rank, a.alpha, (long long)dz_lora_trainer_n_floats(tr),
                 (long long)dz_train_data_n_tokens(data), (long long)s.step + 1, a.steps);

@@ -325,6 +325,8 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_d
         goto done;
     }
     s->data_hash = dz_train_data_hash(data);
+    if (!lead) s->has_opts = false; /* rank 0 tells what a resume changes */
+    dz_cli_keep_opts(CMD, s, &o, shuffle);
     if (dz_trainer_create(m, &o, &tr)) {
         dz_cli_error(CMD);
         goto done;

@@ -59,3 +59,36 @@ void dz_cli_svg_path(const char *out, char *buf, size_t cap) {
     if (n > 5 && !strcmp(out + n - 5, ".gguf")) n -= 5;
     snprintf(buf, cap, "%.*s.loss.svg", (int)n, out);
 }
+
+void dz_cli_keep_opts(const char *cmd, dz_train_state *s, const dz_train_opts *o, bool shuffle) {
+    if (s->has_opts) { /* a resumed run: what its command line changes */
+        const dz_train_opts *c = &s->opts;
+        char diff[512] = "";
+        size_t n = 0;
+#define DIFF(cond, ...) \
+    if ((cond) && n < sizeof diff) n += (size_t)snprintf(diff + n, sizeof diff - n, __VA_ARGS__)
+        /* --steps is the cosine schedule's length; a constant one may go on for longer */
+        DIFF(c->steps != o->steps && o->schedule == DZ_LR_COSINE, " --steps %d (was %d)", o->steps, c->steps);
+        DIFF(c->warmup != o->warmup, " --warmup %d (was %d)", o->warmup, c->warmup);
+        DIFF(c->schedule != o->schedule, " --schedule %s (was %s)", o->schedule == DZ_LR_COSINE ? "cosine" : "constant",
+             c->schedule == DZ_LR_COSINE ? "cosine" : "constant");
+        DIFF(c->lr != o->lr, " --lr %g (was %g)", o->lr, c->lr);
+        DIFF(c->beta1 != o->beta1, " --beta1 %g (was %g)", o->beta1, c->beta1);
+        DIFF(c->beta2 != o->beta2, " --beta2 %g (was %g)", o->beta2, c->beta2);
+        DIFF(c->eps != o->eps, " --eps %g (was %g)", o->eps, c->eps);
+        DIFF(c->weight_decay != o->weight_decay, " --weight-decay %g (was %g)", o->weight_decay, c->weight_decay);
+        DIFF(c->clip != o->clip, " --clip %g (was %g)", o->clip, c->clip);
+        DIFF(s->shuffle != shuffle, " %s (was %s)", shuffle ? "shuffled rows" : "--no-shuffle",
+             s->shuffle ? "shuffled rows" : "--no-shuffle");
+#undef DIFF
+        if (n)
+            fprintf(stderr, "dizuo %s: warning: the run resumes with other settings than it began with:%s; it "
+                    "goes on with these, so it is not the run it would have been without the stop\n", cmd, diff);
+    }
+    s->opts = *o;
+    s->opts.device = NULL;
+    s->opts.reduce = NULL;
+    s->opts.reduce_user = NULL;
+    s->shuffle = shuffle;
+    s->has_opts = true;
+}

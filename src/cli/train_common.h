@@ -17,6 +17,10 @@ int dz_arg_train_opts(const char *cmd, int argc, char **argv, int *i, dz_train_o
 int64_t dz_cli_val_loss(const char *cmd, dz_train_data *val, int32_t T, int32_t *in, int32_t *tg,
                         int (*eval)(void *trainer, const int32_t *in, const int32_t *tg, double *loss), void *trainer,
                         double *loss);
+/* Keeps the run's optimizer settings and row order in s (for its
+ * checkpoints); when s came from a checkpoint that has them, first warns on
+ * stderr naming each one this command line changes. */
+void dz_cli_keep_opts(const char *cmd, dz_train_state *s, const dz_train_opts *o, bool shuffle);
 /* The loss curve beside an output: OUT.gguf -> OUT.loss.svg (a name
  * without .gguf gets .loss.svg appended). */
 void dz_cli_svg_path(const char *out, char *buf, size_t cap);

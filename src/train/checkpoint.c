@@ -34,6 +34,20 @@ dz_status dz_train_state_write(const dz_train_state *s, dz_gguf_writer *w) {
     if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.train.grad_accum", (uint32_t)s->grad_accum);
     if (!st && s->losses && s->step > 0)
         st = dz_gguf_writer_set_array(w, "dizuo.train.losses", DZ_GGUF_FLOAT32, s->losses, (uint64_t)s->step);
+    if (s->has_opts) {
+        const dz_train_opts *o = &s->opts;
+        if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.train.opt.steps", (uint32_t)o->steps);
+        if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.train.opt.warmup", (uint32_t)o->warmup);
+        if (!st) st = dz_gguf_writer_set_u32(w, "dizuo.train.opt.schedule", (uint32_t)o->schedule);
+        const struct { const char *key; float v; } reals[] = {
+            {"dizuo.train.opt.lr", o->lr},     {"dizuo.train.opt.beta1", o->beta1},
+            {"dizuo.train.opt.beta2", o->beta2}, {"dizuo.train.opt.eps", o->eps},
+            {"dizuo.train.opt.weight_decay", o->weight_decay}, {"dizuo.train.opt.clip", o->clip},
+        };
+        for (size_t i = 0; !st && i < sizeof reals / sizeof reals[0]; i++)
+            st = dz_gguf_writer_set_f32(w, reals[i].key, reals[i].v);
+        if (!st) st = dz_gguf_writer_set_bool(w, "dizuo.train.opt.shuffle", s->shuffle);
+    }
     return st;
 }
 
@@ -77,6 +91,39 @@ static dz_status get_u64(const dz_gguf *g, const char *key, uint64_t *out) {
     return st ? dz_error_prefix(st, "key '%s': ", key) : DZ_OK;
 }
 
+/* The optimizer settings of a checkpoint, when it has them. */
+static dz_status read_opts(const dz_gguf *g, dz_train_state *s) {
+    if (dz_gguf_find_kv(g, "dizuo.train.opt.lr") < 0) return DZ_OK; /* an older checkpoint */
+    dz_train_opts *o = &s->opts;
+    uint64_t steps = 0, warmup = 0, schedule = 0;
+    dz_status st = get_u64(g, "dizuo.train.opt.steps", &steps);
+    if (!st) st = get_u64(g, "dizuo.train.opt.warmup", &warmup);
+    if (!st) st = get_u64(g, "dizuo.train.opt.schedule", &schedule);
+    if (!st && (steps > INT32_MAX || warmup > INT32_MAX || schedule > DZ_LR_CONSTANT))
+        st = dz_fail(DZ_ERR_FORMAT, "optimizer settings out of range");
+    const struct { const char *key; float *dst; } reals[] = {
+        {"dizuo.train.opt.lr", &o->lr},     {"dizuo.train.opt.beta1", &o->beta1},
+        {"dizuo.train.opt.beta2", &o->beta2}, {"dizuo.train.opt.eps", &o->eps},
+        {"dizuo.train.opt.weight_decay", &o->weight_decay}, {"dizuo.train.opt.clip", &o->clip},
+    };
+    for (size_t i = 0; !st && i < sizeof reals / sizeof reals[0]; i++) {
+        double v = 0;
+        bool found = false;
+        st = dz_gguf_get_float(g, reals[i].key, &v, &found);
+        if (!st && !found) st = dz_fail(DZ_ERR_FORMAT, "missing key '%s'", reals[i].key);
+        *reals[i].dst = (float)v;
+    }
+    bool found = false;
+    if (!st) st = dz_gguf_get_bool(g, "dizuo.train.opt.shuffle", &s->shuffle, &found);
+    if (!st && !found) st = dz_fail(DZ_ERR_FORMAT, "missing key 'dizuo.train.opt.shuffle'");
+    if (st) return st;
+    o->steps = (int32_t)steps;
+    o->warmup = (int32_t)warmup;
+    o->schedule = (dz_lr_schedule)schedule;
+    s->has_opts = true;
+    return DZ_OK;
+}
+
 dz_status dz_train_state_read(const dz_gguf *g, dz_train_state *s) {
     memset(s, 0, sizeof *s);
     int64_t version = 0;
@@ -97,6 +144,7 @@ dz_status dz_train_state_read(const dz_gguf *g, dz_train_state *s) {
     if (!st && (step > INT32_MAX || row > (uint64_t)INT64_MAX / 2 || batch > INT32_MAX || seq > INT32_MAX ||
                 accum > INT32_MAX))
         st = dz_fail(DZ_ERR_FORMAT, "state values out of range");
+    if (!st) st = read_opts(g, s);
     dz_gguf_value losses;
     found = false;
     if (!st) st = dz_gguf_get_array(g, "dizuo.train.losses", &losses, &found);
