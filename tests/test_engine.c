@@ -327,6 +327,53 @@ static void check_shutdown(dz_model *m) {
     }
 }
 
+/* dz_engine_hold: once held, a cancelled running request's slot goes to no
+ * waiting one; the waiting one ends CANCELLED when cancelled, never started. */
+static void check_hold(dz_model *m) {
+    dz_engine *e = NULL;
+    dz_engine_config cfg = {.n_ctx = 256, .max_running = 1};
+    DZT_OK(dz_engine_create(m, &cfg, &e));
+    if (!e) return;
+    int32_t prompt[PROMPT_MAX];
+    const int32_t n = make_prompt(2, prompt);
+    outcome run, wait;
+    outcome_init(&run);
+    outcome_init(&wait);
+    run.hold_at = 1; /* the engine stops at its first token */
+    gate_set(true);
+    dz_gen *gr = NULL, *gw = NULL;
+    dz_gen_request r = greedy_request(prompt, n, 200, 1, &run);
+    r.ignore_eos = true;
+    DZT_OK(dz_engine_submit(e, &r, &gr));
+    r = greedy_request(prompt, n, 200, 2, &wait);
+    DZT_OK(dz_engine_submit(e, &r, &gw));
+    for (int tries = 0; tries < 30000; tries++) { /* the running one is at the gate */
+        pthread_mutex_lock(&run.mu);
+        const int32_t got = run.n;
+        pthread_mutex_unlock(&run.mu);
+        if (got > 0) break;
+        usleep(1000);
+    }
+    dz_engine_hold(e);
+    dz_gen_cancel(gr);
+    gate_set(false);
+    DZT_ASSERT(wait_done(&run, 30));
+    DZT_EQ_INT(run.res.finish, DZ_FINISH_CANCELLED);
+    usleep(200 * 1000); /* time enough to start the waiting one, were it let in */
+    pthread_mutex_lock(&wait.mu);
+    const int32_t got = wait.n;
+    const bool done = wait.done;
+    pthread_mutex_unlock(&wait.mu);
+    DZT_CHECK(got == 0 && !done, "a held engine started a waiting request (%d tokens, done %d)", got, done);
+    dz_gen_cancel(gw);
+    DZT_ASSERT(wait_done(&wait, 30));
+    DZT_EQ_INT(wait.res.finish, DZ_FINISH_CANCELLED);
+    DZT_EQ_INT(wait.res.prompt_tokens, 0);
+    dz_gen_release(gr);
+    dz_gen_release(gw);
+    dz_engine_destroy(e);
+}
+
 /* The embedding of one token t is h/|h| with h the final normed hidden
  * state; the model's logits for that position are W_out h, so W_out e must
  * point the same way as the logits of dz_model_forward. */
@@ -388,6 +435,7 @@ int main(void) {
     check_cancel_and_checks(m);
     check_fairness(m);
     check_shutdown(m);
+    check_hold(m);
     check_embed(m);
     dz_model_free(m);
     free(path);

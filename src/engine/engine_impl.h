@@ -74,6 +74,7 @@ struct dz_engine {
     pthread_cond_t wake;  /* work arrived, or a request was cancelled */
     pthread_cond_t done;  /* an embedding job finished */
     bool stopping;        /* guarded by mu */
+    atomic_bool hold;     /* dz_engine_hold: no waiting request is started */
     /* guarded by mu */
     dz_genq waiting;
     int32_t n_waiting;

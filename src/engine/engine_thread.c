@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dizuo/engine.h"
 #include "engine/engine_impl.h"
@@ -88,6 +89,15 @@ static void *engine_main(void *arg) {
         dz_engine_admit(e);
         dz_engine_step(e);
         snapshot(e);
+        if (atomic_load(&e->hold) && e->n_running == 0) { /* held with requests waiting: idle until woken */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 20 * 1000 * 1000;
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_mutex_lock(&e->mu);
+            if (!e->stopping && !e->jobs) pthread_cond_timedwait(&e->wake, &e->mu, &ts);
+            pthread_mutex_unlock(&e->mu);
+        }
     }
     /* shutdown: every request left ends cancelled */
     while (e->running.head) {
@@ -136,6 +146,7 @@ dz_status dz_engine_create(dz_model *m, const dz_engine_config *cfg, dz_engine *
     if (st) return st;
     dz_engine *e = calloc(1, sizeof *e);
     if (!e) return dz_fail(DZ_ERR_NOMEM, "out of memory for the engine");
+    atomic_init(&e->hold, false);
     e->model = m;
     e->cfg = c;
     pthread_mutex_init(&e->mu, NULL);

@@ -32,6 +32,10 @@ static void gen_unref(dz_gen *g) {
 
 void dz_gen_release(dz_gen *g) { gen_unref(g); }
 
+void dz_engine_hold(dz_engine *e) {
+    if (e) atomic_store(&e->hold, true);
+}
+
 void dz_gen_cancel(dz_gen *g) {
     if (!g) return;
     atomic_store(&g->cancel, true);
@@ -168,7 +172,7 @@ static bool try_admit(dz_engine *e, dz_gen *g) {
 /* Moves waiting requests into the batch: the tenant with the fewest running
  * sequences first, arrival order among equals. */
 void dz_engine_admit(dz_engine *e) {
-    while (e->n_running < e->cfg.max_running) {
+    while (e->n_running < e->cfg.max_running && !atomic_load(&e->hold)) {
         pthread_mutex_lock(&e->mu);
         dz_gen *best = NULL;
         int32_t best_n = INT32_MAX;
