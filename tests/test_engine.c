@@ -250,8 +250,11 @@ static void check_cancel_and_checks(dz_model *m) {
     dz_engine_destroy(e);
 }
 
-/* Tenant A queues five long requests before tenant B's one; with two slots
- * B must start as soon as a slot frees, before A's later requests. */
+/* Tenant A's five requests are queued first and its first two start
+ * together (the engine is held while they are queued); tenant B's one comes
+ * while they run (the engine waits at A's first token). A's two end in the
+ * same step, freeing both slots at once: B must start first (A just had its
+ * turn), before A's three later requests. */
 static void check_fairness(dz_model *m) {
     dz_engine *e = NULL;
     dz_engine_config cfg = {.n_ctx = 256, .max_running = 2};
@@ -261,8 +264,7 @@ static void check_fairness(dz_model *m) {
     const int32_t n = make_prompt(3, prompt);
     outcome a[5], b;
     dz_gen *ga[5], *gb = NULL;
-    /* the engine stops at A's first token until B is queued too: no A can
-     * finish (and free a slot) before B is there */
+    dz_engine_hold(e, true);
     gate_set(true);
     for (int i = 0; i < 5; i++) {
         outcome_init(&a[i]);
@@ -270,6 +272,14 @@ static void check_fairness(dz_model *m) {
         dz_gen_request r = greedy_request(prompt, n, 24, 100, &a[i]);
         r.ignore_eos = true;
         DZT_OK(dz_engine_submit(e, &r, &ga[i]));
+    }
+    dz_engine_hold(e, false);
+    for (int tries = 0; tries < 30000; tries++) { /* A's first request at the gate */
+        pthread_mutex_lock(&a[0].mu);
+        const int32_t got = a[0].n;
+        pthread_mutex_unlock(&a[0].mu);
+        if (got > 0) break;
+        usleep(1000);
     }
     outcome_init(&b);
     dz_gen_request r = greedy_request(prompt, n, 24, 200, &b);
@@ -280,7 +290,7 @@ static void check_fairness(dz_model *m) {
     for (int i = 0; i < 5; i++) DZT_ASSERT(wait_done(&a[i], 60));
     int later = 0; /* A's requests that started after B */
     for (int i = 0; i < 5; i++) later += a[i].t_first > b.t_first;
-    DZT_CHECK(later >= 3, "tenant B started before A's queued requests (%d of 5 of A's after it)", later);
+    DZT_CHECK(later == 3, "tenant B started after %d of A's 5 requests (expected after A's first two only)", 5 - later);
     for (int i = 0; i < 5; i++) dz_gen_release(ga[i]);
     dz_gen_release(gb);
     dz_engine_destroy(e);
@@ -354,7 +364,7 @@ static void check_hold(dz_model *m) {
         if (got > 0) break;
         usleep(1000);
     }
-    dz_engine_hold(e);
+    dz_engine_hold(e, true);
     dz_gen_cancel(gr);
     gate_set(false);
     DZT_ASSERT(wait_done(&run, 30));

@@ -166,11 +166,12 @@ void dz_gen_cancel(dz_gen *g);
 /* Drops the caller's reference (the engine keeps its own until on_done).
  * NULL is a no-op. */
 void dz_gen_release(dz_gen *g);
-/* From now on no waiting request is started (a server's drain calls it
- * before cancelling what is left, so that cancelling a running request does
- * not let a waiting one in first). Waiting requests stay queued until
- * cancelled or dz_engine_destroy. Thread-safe; NULL is a no-op. */
-void dz_engine_hold(dz_engine *e);
+/* hold true: from now on no waiting request is started (a server's drain
+ * calls it before cancelling what is left, so that cancelling a running
+ * request does not let a waiting one in first); waiting requests stay
+ * queued until cancelled, released, or dz_engine_destroy. hold false:
+ * starting them again. Thread-safe; NULL is a no-op. */
+void dz_engine_hold(dz_engine *e, bool hold);
 
 /* Mean-pooled, L2-normalised final hidden states (after the output norm) of
  * tokens[0..n), computed on the engine thread between steps; out receives

@@ -65,6 +65,8 @@ typedef struct dz_embed_job {
     struct dz_embed_job *next;
 } dz_embed_job;
 
+enum { DZ_ENGINE_RECENT = 64 }; /* admissions remembered for the fairness tie-break */
+
 struct dz_engine {
     dz_model *model;
     dz_engine_config cfg;
@@ -88,6 +90,8 @@ struct dz_engine {
     float *logits;        /* max_running * n_vocab */
     float *raw;           /* n_vocab: raw logits kept for logprobs */
     uint64_t steps, preemptions, prompt_computed, generated;
+    uint64_t recent[DZ_ENGINE_RECENT]; /* the tenants of the last admissions (a ring) */
+    int32_t n_recent, recent_at;
     dz_engine_stats snapshot; /* guarded by mu, refreshed after every step */
 };
 

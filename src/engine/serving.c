@@ -32,8 +32,12 @@ static void gen_unref(dz_gen *g) {
 
 void dz_gen_release(dz_gen *g) { gen_unref(g); }
 
-void dz_engine_hold(dz_engine *e) {
-    if (e) atomic_store(&e->hold, true);
+void dz_engine_hold(dz_engine *e, bool hold) {
+    if (!e) return;
+    atomic_store(&e->hold, hold);
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_signal(&e->wake); /* released: the queue may start */
+    pthread_mutex_unlock(&e->mu);
 }
 
 void dz_gen_cancel(dz_gen *g) {
@@ -169,16 +173,33 @@ static bool try_admit(dz_engine *e, dz_gen *g) {
     return true;
 }
 
+/* How many of the last admissions were of tenant t. */
+static int32_t tenant_recent(const dz_engine *e, uint64_t tenant) {
+    int32_t n = 0;
+    for (int32_t i = 0; i < e->n_recent; i++) n += e->recent[i] == tenant;
+    return n;
+}
+
+static void note_admitted(dz_engine *e, uint64_t tenant) {
+    e->recent[e->recent_at] = tenant;
+    e->recent_at = (e->recent_at + 1) % DZ_ENGINE_RECENT;
+    if (e->n_recent < DZ_ENGINE_RECENT) e->n_recent++;
+}
+
 /* Moves waiting requests into the batch: the tenant with the fewest running
- * sequences first, arrival order among equals. */
+ * sequences first; among equals the one admitted least of late (so when
+ * several slots free at once, a tenant that just had its turn waits for the
+ * others), then arrival order. */
 void dz_engine_admit(dz_engine *e) {
     while (e->n_running < e->cfg.max_running && !atomic_load(&e->hold)) {
         pthread_mutex_lock(&e->mu);
         dz_gen *best = NULL;
-        int32_t best_n = INT32_MAX;
+        int32_t best_n = INT32_MAX, best_recent = INT32_MAX;
         for (dz_gen *g = e->waiting.head; g; g = g->next) {
             const int32_t n = tenant_running(e, g->req.tenant);
-            if (n < best_n) best = g, best_n = n;
+            if (n > best_n) continue;
+            const int32_t recent = tenant_recent(e, g->req.tenant);
+            if (n < best_n || recent < best_recent) best = g, best_n = n, best_recent = recent;
         }
         if (best) dz_genq_remove(&e->waiting, best), e->n_waiting--;
         pthread_mutex_unlock(&e->mu);
@@ -196,6 +217,7 @@ void dz_engine_admit(dz_engine *e) {
         }
         dz_genq_push_back(&e->running, best);
         e->n_running++;
+        note_admitted(e, best->req.tenant);
     }
 }
 

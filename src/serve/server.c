@@ -169,7 +169,7 @@ void dz_server_drain(dz_server *s) {
         if (!wait_idle(s, dz_time_now() + s->cfg.drain_timeout_s)) {
             dz_log(DZ_LOG_WARN, "serve: drain timeout (%d s): cancelling the running requests\n",
                    s->cfg.drain_timeout_s);
-            dz_engine_hold(s->engine); /* a cancelled request's slot goes to no waiting one */
+            dz_engine_hold(s->engine, true); /* a cancelled request's slot goes to no waiting one */
             pthread_mutex_lock(&s->mu);
             for (dz_active *a = s->active.next; a != &s->active; a = a->next) a->cancel(a);
             pthread_mutex_unlock(&s->mu);
