@@ -94,6 +94,19 @@ static bool wait_done(outcome *o, double timeout_s) {
     }
 }
 
+/* Waits until o has at least n tokens (true) or 30 s pass. */
+static bool wait_tokens(outcome *o, int32_t n) {
+    const double t0 = dz_time_now();
+    for (;;) {
+        pthread_mutex_lock(&o->mu);
+        const int32_t got = o->n;
+        pthread_mutex_unlock(&o->mu);
+        if (got >= n) return true;
+        if (dz_time_now() - t0 > 30) return false;
+        usleep(500);
+    }
+}
+
 static int32_t argmax(const float *x, int32_t n) {
     int32_t best = 0;
     for (int32_t i = 1; i < n; i++)
@@ -231,13 +244,7 @@ static void check_cancel_and_checks(dz_model *m) {
     r = greedy_request(prompt, n, 200, 1, &o);
     r.ignore_eos = true;
     DZT_OK(dz_engine_submit(e, &r, &g));
-    while (g) {
-        pthread_mutex_lock(&o.mu);
-        const int32_t got = o.n;
-        pthread_mutex_unlock(&o.mu);
-        if (got >= 2) break;
-        usleep(500);
-    }
+    if (g) DZT_ASSERT(wait_tokens(&o, 2));
     dz_gen_cancel(g);
     DZT_ASSERT(wait_done(&o, 30));
     DZT_EQ_INT(o.res.finish, DZ_FINISH_CANCELLED);
@@ -274,13 +281,7 @@ static void check_fairness(dz_model *m) {
         DZT_OK(dz_engine_submit(e, &r, &ga[i]));
     }
     dz_engine_hold(e, false);
-    for (int tries = 0; tries < 30000; tries++) { /* A's first request at the gate */
-        pthread_mutex_lock(&a[0].mu);
-        const int32_t got = a[0].n;
-        pthread_mutex_unlock(&a[0].mu);
-        if (got > 0) break;
-        usleep(1000);
-    }
+    DZT_ASSERT(wait_tokens(&a[0], 1)); /* A's first request at the gate */
     outcome_init(&b);
     dz_gen_request r = greedy_request(prompt, n, 24, 200, &b);
     r.ignore_eos = true;
@@ -312,13 +313,7 @@ static void check_shutdown(dz_model *m) {
     dz_gen_request r = greedy_request(prompt, n, 200, 1, &o[0]);
     r.ignore_eos = true;
     DZT_OK(dz_engine_submit(e, &r, &g[0]));
-    for (int tries = 0; tries < 10000; tries++) { /* running, so the next ones wait */
-        pthread_mutex_lock(&o[0].mu);
-        const int32_t got = o[0].n;
-        pthread_mutex_unlock(&o[0].mu);
-        if (got > 0) break;
-        usleep(500);
-    }
+    DZT_ASSERT(wait_tokens(&o[0], 1)); /* running, so the next ones wait */
     for (int i = 1; i < 3; i++) {
         r = greedy_request(prompt, n, 200, 1, &o[i]);
         DZT_OK(dz_engine_submit(e, &r, &g[i]));
@@ -357,13 +352,7 @@ static void check_hold(dz_model *m) {
     DZT_OK(dz_engine_submit(e, &r, &gr));
     r = greedy_request(prompt, n, 200, 2, &wait);
     DZT_OK(dz_engine_submit(e, &r, &gw));
-    for (int tries = 0; tries < 30000; tries++) { /* the running one is at the gate */
-        pthread_mutex_lock(&run.mu);
-        const int32_t got = run.n;
-        pthread_mutex_unlock(&run.mu);
-        if (got > 0) break;
-        usleep(1000);
-    }
+    DZT_ASSERT(wait_tokens(&run, 1)); /* the running one is at the gate */
     dz_engine_hold(e, true);
     dz_gen_cancel(gr);
     gate_set(false);
