@@ -110,17 +110,22 @@ static void check_model(const char *model_path, json_t *ref, void (*stats)(long 
     dz_model_free(m);
 }
 
+/* `dizuo run` of the reference prompt, greedy, on partial:0; its exit status. */
+static int run_partial(const char *model_path, json_t *ref, char **out, char **err) {
+    const char *prompt = json_string_value(json_object_get(ref, "prompt"));
+    char *argv[] = {(char *)dzt_bin(), "run", "-m", (char *)model_path, "-p", (char *)prompt, "-n", "128",
+                    "--temp", "0", "--no-echo", "--device", "partial:0", NULL};
+    return dzt_run_argv(argv, out, NULL, err);
+}
+
 /* Weights in several buffers, as on a device whose largest allocation is
  * smaller than the model: the same greedy text; a tensor larger than that
  * allocation is refused with its name and both sizes. */
 static void check_split_weights(const char *model_path, json_t *ref) {
     setenv("PARTIAL_MAX_BUFFER", "262144", 1);
-    const char *prompt = json_string_value(json_object_get(ref, "prompt"));
     const char *want = json_string_value(json_object_get(ref, "text"));
-    char *argv[] = {(char *)dzt_bin(), "run", "-m", (char *)model_path, "-p", (char *)prompt, "-n", "128",
-                    "--temp", "0", "--no-echo", "--device", "partial:0", NULL};
     char *out = NULL, *err = NULL;
-    int rc = dzt_run_argv(argv, &out, NULL, &err);
+    int rc = run_partial(model_path, ref, &out, &err);
     DZT_CHECK(rc == 0 && out && !strcmp(out, want), "weights in 256 KiB buffers: exit %d, printed \"%s\": %s", rc,
               out ? out : "", err ? err : "");
     free(out);
@@ -138,10 +143,8 @@ static void check_split_weights(const char *model_path, json_t *ref) {
 static void check_cli(const char *model_path, json_t *ref) {
     const char *prompt = json_string_value(json_object_get(ref, "prompt"));
     const char *want = json_string_value(json_object_get(ref, "text"));
-    char *argv[] = {(char *)dzt_bin(), "run", "-m", (char *)model_path, "-p", (char *)prompt, "-n", "128",
-                    "--temp", "0", "--no-echo", "--device", "partial:0", NULL};
     char *out = NULL, *err = NULL;
-    int rc = dzt_run_argv(argv, &out, NULL, &err);
+    int rc = run_partial(model_path, ref, &out, &err);
     DZT_CHECK(rc == 0, "dizuo run --device partial:0 exited %d: %s", rc, err ? err : "");
     DZT_CHECK(out && strcmp(out, want) == 0, "'%s' on partial:0 printed\n  \"%s\"\nreference\n  \"%s\"", prompt,
               out ? out : "(null)", want);
