@@ -1,7 +1,6 @@
 /* dizuo finetune: trains a LoRA adapter on a frozen (possibly quantized)
  * base model and writes it in llama.cpp's adapter format, with checkpoints,
  * resume, a validation loss and an SVG loss curve as dizuo train has. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,11 +118,7 @@ static int run(const ft_args *a, dz_lora_trainer *tr, dz_train_data *data, dz_tr
     const int32_t B = s->batch, T = s->seq, A = s->grad_accum;
     int32_t *in = malloc((size_t)B * T * sizeof *in), *tg = malloc((size_t)B * T * sizeof *tg);
     float *losses = calloc((size_t)a->steps, sizeof *losses);
-    const int64_t curve_from = s->step == 0 || s->losses ? 0 : s->step;
-    for (int64_t i = 0; losses && i < s->step; i++) /* steps without a history: none, not 0 */
-        losses[i] = s->losses ? s->losses[i] : NAN;
-    free(s->losses);
-    s->losses = losses;
+    const int64_t curve_from = dz_cli_take_history(s, losses);
     char ckpt[4096];
     if (a->ckpt_dir || a->resume) snprintf(ckpt, sizeof ckpt, "%s", a->ckpt_dir ? a->ckpt_dir : a->resume);
     else snprintf(ckpt, sizeof ckpt, "%s.ckpt", a->out);
@@ -192,18 +187,8 @@ static int run(const ft_args *a, dz_lora_trainer *tr, dz_train_data *data, dz_tr
     return rc;
 }
 
-/* Text or shards, split at commas. */
 static dz_status load_data(const char *list, const ft_args *a, const dz_model *m, dz_train_data **out) {
-    char *copy = strdup(list);
-    const char *paths[64];
-    int n = 0;
-    for (char *save = NULL, *p = copy ? strtok_r(copy, ",", &save) : NULL; p && n < 64; p = strtok_r(NULL, ",", &save))
-        paths[n++] = p;
-    dz_status st = copy ? dz_train_data_load(paths, n, dz_model_tokenizer(m), dz_model_hparams_get(m)->n_vocab,
-                                             a->doc_sep, out)
-                        : dz_fail(DZ_ERR_NOMEM, "out of memory");
-    free(copy);
-    return st;
+    return dz_cli_load_data(list, a->doc_sep, dz_model_tokenizer(m), dz_model_hparams_get(m)->n_vocab, out);
 }
 
 /* The state to start from: the checkpoint's (checked against this

@@ -214,24 +214,8 @@ static dz_status check_resume(const train_args *a, const dz_train_model *m, cons
     return DZ_OK;
 }
 
-/* Splits "a,b,c" into paths (pointers into a copy the caller frees). */
-static int split_paths(const char *list, char **copy, const char **paths, int cap) {
-    *copy = strdup(list);
-    int n = 0;
-    if (!*copy) return 0;
-    for (char *s = *copy, *save = NULL, *p = strtok_r(s, ",", &save); p && n < cap; p = strtok_r(NULL, ",", &save))
-        paths[n++] = p;
-    return n;
-}
-
 static dz_status load_data(const char *list, const char *doc_sep, const dz_train_model *m, dz_train_data **out) {
-    char *copy = NULL;
-    const char *paths[64];
-    int n = split_paths(list, &copy, paths, 64);
-    dz_status st = dz_train_data_load(paths, n, dz_train_model_tokenizer(m), dz_train_model_config(m)->n_vocab,
-                                      doc_sep, out);
-    free(copy);
-    return st;
+    return dz_cli_load_data(list, doc_sep, dz_train_model_tokenizer(m), dz_train_model_config(m)->n_vocab, out);
 }
 
 static void fmt_duration(double s, char *buf, size_t cap) {
@@ -285,12 +269,7 @@ static int train(const train_args *a, dz_train_model *m, dz_train_state *s, dz_d
     char ckpt[4096] = "";
     if (a->ckpt_dir || a->resume) snprintf(ckpt, sizeof ckpt, "%s", a->ckpt_dir ? a->ckpt_dir : a->resume);
     else snprintf(ckpt, sizeof ckpt, "%s.ckpt", a->out ? a->out : "dizuo-train");
-    /* the loss history: the resumed checkpoint's (when it has one), then this run's */
-    const int64_t curve_from = s->step == 0 || s->losses ? 0 : s->step;
-    for (int64_t i = 0; losses && i < s->step; i++) /* steps without a history: none, not 0 */
-        losses[i] = s->losses ? s->losses[i] : NAN;
-    free(s->losses);
-    s->losses = losses; /* what checkpoints keep */
+    const int64_t curve_from = dz_cli_take_history(s, losses);
     if (!in || !tg || !losses) {
         fprintf(stderr, "dizuo train: out of memory\n");
         goto done;

@@ -1,7 +1,9 @@
 /* What train and finetune share: the optimizer's options, the validation
  * pass and the loss curve's file name. Not in the DZ_CORE_ONLY program
  * (cmake/core.cmake), which has no trainer. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -91,4 +93,26 @@ void dz_cli_keep_opts(const char *cmd, dz_train_state *s, const dz_train_opts *o
     s->opts.reduce_user = NULL;
     s->shuffle = shuffle;
     s->has_opts = true;
+}
+
+dz_status dz_cli_load_data(const char *list, const char *doc_sep, const dz_tokenizer *tok, int32_t n_vocab,
+                           dz_train_data **out) {
+    char *copy = strdup(list);
+    if (!copy) return dz_fail(DZ_ERR_NOMEM, "out of memory");
+    const char *paths[64];
+    int n = 0;
+    for (char *save = NULL, *p = strtok_r(copy, ",", &save); p && n < 64; p = strtok_r(NULL, ",", &save))
+        paths[n++] = p;
+    dz_status st = dz_train_data_load(paths, n, tok, n_vocab, doc_sep, out);
+    free(copy);
+    return st;
+}
+
+int64_t dz_cli_take_history(dz_train_state *s, float *losses) {
+    const int64_t curve_from = s->step == 0 || s->losses ? 0 : s->step;
+    for (int64_t i = 0; losses && i < s->step; i++) /* steps without a history: none, not 0 */
+        losses[i] = s->losses ? s->losses[i] : NAN;
+    free(s->losses);
+    s->losses = losses; /* what checkpoints keep */
+    return curve_from;
 }

@@ -21,6 +21,14 @@ int64_t dz_cli_val_loss(const char *cmd, dz_train_data *val, int32_t T, int32_t 
  * checkpoints); when s came from a checkpoint that has them, first warns on
  * stderr naming each one this command line changes. */
 void dz_cli_keep_opts(const char *cmd, dz_train_state *s, const dz_train_opts *o, bool shuffle);
+/* Training data from "a,b,c" (at most 64 files): dz_train_data_load. */
+dz_status dz_cli_load_data(const char *list, const char *doc_sep, const dz_tokenizer *tok, int32_t n_vocab,
+                           dz_train_data **out);
+/* Makes losses (room for every step of the run; may be NULL) the run's
+ * loss history: the resumed checkpoint's steps copied in (NaN when it kept
+ * none), s->losses freed and pointed at it. Returns the first step (0-based)
+ * the loss curve can show. */
+int64_t dz_cli_take_history(dz_train_state *s, float *losses);
 /* The loss curve beside an output: OUT.gguf -> OUT.loss.svg (a name
  * without .gguf gets .loss.svg appended). */
 void dz_cli_svg_path(const char *out, char *buf, size_t cap);
